@@ -1,0 +1,32 @@
+# The course in two commands:  make lab  (set up, open JupyterLab)   make test  (set up, run every test)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+NBVAL   = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+PORT   ?= 8888
+
+.PHONY: setup lab test unit notebooks clean
+
+setup: $(VENV)/.installed models/efficientnet_lite0/1/model.onnx
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
+	touch $@
+
+models/efficientnet_lite0/1/model.onnx: $(VENV)/.installed
+	$(BIN)/triton-course prepare
+
+lab: setup
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --notebook-dir . notebooks/00_setup.ipynb
+
+test: setup
+	$(BIN)/python -m pytest tests $(NBVAL) notebooks
+
+unit: setup
+	$(BIN)/python -m pytest tests
+
+notebooks: setup
+	$(BIN)/python -m pytest $(NBVAL) notebooks
+
+clean:
+	rm -rf $(VENV) workspace models/*/[0-9]*/model.onnx

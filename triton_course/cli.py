@@ -1,0 +1,115 @@
+"""`triton-course` (also `python -m triton_course`): doctor, prepare, serve, classify."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .errors import CourseError
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import report, run_checks
+
+    checks = run_checks()
+    print(report(checks))
+    return 1 if any(not c.ok and c.required for c in checks) else 0
+
+
+def cmd_prepare(args) -> int:
+    from .prepare import prepare
+
+    repository = prepare(force=args.force)
+    print(f"Reference repository ready: {repository}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .runtimes import server
+
+    srv = server(args.repository, args.runtime, http_port=args.http_port, grpc_port=args.grpc_port,
+                 metrics_port=args.metrics_port, host=args.host)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        srv.start()
+    except CourseError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"Triton {srv.version} ({srv.runtime}) serving {srv.repository}", flush=True)
+    for note in srv.notes:
+        print(f"note: {note}")
+    print(f"HTTP    http://{srv.http_address}")
+    print(f"gRPC    {srv.grpc_address}")
+    print(f"metrics {srv.metrics_url}")
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        while not stop.wait(0.5):
+            if not srv.is_running:
+                print("The server exited; its log ends with:\n" + srv.log_tail(10), file=sys.stderr)
+                return 1
+    finally:
+        srv.stop()
+    print("Stopped.")
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from .inference import classify
+
+    try:
+        results = classify(args.images, args.url, model=args.model, protocol=args.protocol, k=args.top)
+    except (CourseError, ValueError, FileNotFoundError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for image, top in zip(args.images, results):
+        print(image)
+        for label, score in top:
+            print(f"  {score:7.4f}  {label}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="triton-course", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("doctor", help="check what this machine has for the course").set_defaults(func=cmd_doctor)
+
+    prep = sub.add_parser("prepare", help="build the model artifact and the reference repository in models/")
+    prep.add_argument("--force", action="store_true", help="export model.onnx again even if it exists")
+    prep.set_defaults(func=cmd_prepare)
+
+    serve = sub.add_parser("serve", help="start a Triton server and keep it running until Ctrl-C")
+    serve.add_argument("repository", nargs="?", type=Path, help="model repository (default: the course's models/)")
+    serve.add_argument("--runtime", default="auto", choices=["auto", "embedded", "local"])
+    serve.add_argument("--http-port", type=int)
+    serve.add_argument("--grpc-port", type=int)
+    serve.add_argument("--metrics-port", type=int)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes the server)")
+    serve.set_defaults(func=cmd_serve)
+
+    cls = sub.add_parser("classify", help="top-5 labels for images from a running server")
+    cls.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    cls.add_argument("--url", required=True, help="the server's HTTP URL (or gRPC address with --protocol grpc)")
+    cls.add_argument("--model", default=None, help="model name (default: the course model)")
+    cls.add_argument("--protocol", default="http", choices=["http", "grpc"])
+    cls.add_argument("--top", type=int, default=5)
+    cls.set_defaults(func=cmd_classify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "model", "x") is None:
+        from .paths import MODEL_NAME
+
+        args.model = MODEL_NAME
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

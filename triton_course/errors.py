@@ -1,0 +1,239 @@
+"""Errors a newcomer can act on: what went wrong, Triton's own words, and a one-line fix.
+
+Triton reports a broken model in its log or in an API answer. `find_model_errors` reads the
+log, `suggest_fix` maps a Triton message to the fix a newcomer needs, and the exceptions
+below put the three together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+# (pattern in Triton's message, the fix). The first match wins, so specific rules come first.
+_FIXES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"an initial batch dimension because max_batch_size > 0"),
+     "With max_batch_size > 0 Triton adds the batch dimension itself: leave it out of dims "
+     "(dims: [ 3, 224, 224 ], not [ -1, 3, 224, 224 ])."),
+    (re.compile(r"the model expects \d+ dimensions"),
+     "Make dims match the model: with max_batch_size: 0 write the full shape including the "
+     "batch dimension (-1), or set max_batch_size > 0 and leave the batch dimension out."),
+    (re.compile(r"the model expects (shape|dims)"),
+     "Make dims match the model's own shape (see its inputs and outputs with onnx, or "
+     "GET /v2/models/NAME/metadata); -1 stands for a dimension of any size."),
+    (re.compile(r'Unknown enumeration value of "(?P<value>\w+)" for field "data_type"'),
+     "'{value}' is not a Triton datatype: use a ModelConfig name such as TYPE_FP32, TYPE_FP16, "
+     "TYPE_INT64, TYPE_UINT8 or TYPE_STRING (TYPE_FP32 for float32 tensors)."),
+    (re.compile(r"unexpected datatype|expects data-type|expects datatype"),
+     "Set data_type to the model's own type (a float32 tensor is TYPE_FP32)."),
+    (re.compile(r"failed to read text proto"),
+     "config.pbtxt is not valid protobuf text: fix it at the line:column shown "
+     "(write 'field: value', lists in [ ], blocks in { })."),
+    (re.compile(r"failed to open text file for read .*Permission denied"),
+     "The server cannot read config.pbtxt: run `chmod a+r` on it (and `chmod a+rx` on its folders)."),
+    (re.compile(r"Permission denied"),
+     "The server cannot read a file of the model: run `chmod a+r FILE` (folders need a+rx), "
+     "or give it to the user that runs Triton."),
+    (re.compile(r"Could not determine backend"),
+     "Tell Triton what serves the model: put the model file in a version folder "
+     "(NAME/1/model.onnx) and/or set platform: \"onnxruntime_onnx\" (or backend: \"python\") in config.pbtxt."),
+    (re.compile(r"at least one version must be available"),
+     "Put the model file in a numbered version folder: NAME/1/model.onnx (the folder's name is the version)."),
+    (re.compile(r"model file not found|unable to find .*model|No such file"),
+     "The version folder has no model file: put model.onnx (or model.py for the python backend) "
+     "into NAME/<version>/."),
+    (re.compile(r"unexpected inference (input|output) '(?P<name>[^']+)'"),
+     "'{name}' is not a tensor of this model: use the model's own tensor names "
+     "(GET /v2/models/NAME/metadata, or the ONNX model's inputs and outputs)."),
+    (re.compile(r"already in use"),
+     "Another process holds that port: stop it, or start the server on other ports "
+     "(the course picks free ones unless you pass them)."),
+    (re.compile(r"unable to find backend library for backend '(?P<backend>[^']+)'"),
+     "This server has no '{backend}' backend: use a Triton that has it (the NGC container, or a "
+     "tritonserver on PATH), or serve the model through the python backend."),
+    (re.compile(r"unknown model|Request for unknown model|is not found"),
+     "No model of that name is loaded: check the name against the repository index "
+     "(POST /v2/repository/index) and the server log."),
+    (re.compile(r"batch-size must be <= (?P<max>\d+)"),
+     "Send at most {max} items in one request, or raise max_batch_size in config.pbtxt."),
+    (re.compile(r"unexpected shape for input"),
+     "Send the shape the config declares: [batch, *dims] when max_batch_size > 0, dims alone otherwise."),
+    (re.compile(r"explicit model load / unload is not allowed"),
+     "Start the server with --model-control-mode=explicit to load and unload models through the API."),
+]
+
+_GENERIC_FIX = "Read the server log (server.log_text()) around this message, fix the model, and start again."
+
+
+def suggest_fix(message: str) -> str:
+    """The one-line fix for a Triton error message."""
+    for pattern, fix in _FIXES:
+        match = pattern.search(message)
+        if match:
+            return fix.format(**match.groupdict())
+    return _GENERIC_FIX
+
+
+class CourseError(Exception):
+    """Base of the course's errors: `what` happened, what `triton_said`, and the `fix`."""
+
+    def __init__(self, what: str, *, triton_said: str | None = None, fix: str | None = None):
+        self.what = what
+        self.triton_said = triton_said
+        self.fix = fix if fix is not None else (suggest_fix(triton_said) if triton_said else None)
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        lines = [self.what]
+        if self.triton_said:
+            lines.append(f"Triton said: {self.triton_said}")
+        if self.fix:
+            lines.append(f"Fix: {self.fix}")
+        return "\n".join(lines)
+
+
+class ServerStartError(CourseError):
+    """The server process did not come up (or died while starting)."""
+
+
+class PortInUseError(ServerStartError):
+    """A port the server needs is taken."""
+
+    def __init__(self, port: int, holder: str | None = None, triton_said: str | None = None):
+        self.port = port
+        who = f" by {holder}" if holder else ""
+        super().__init__(
+            f"Port {port} on this machine is already in use{who}.",
+            triton_said=triton_said,
+            fix=(f"Stop whatever holds port {port}, or leave the ports out "
+                 "(the course then picks free ones) or pass other ones."),
+        )
+
+
+class ConfigError(CourseError):
+    """A config.pbtxt that Triton's ModelConfig schema rejects."""
+
+
+class InferenceError(CourseError):
+    """A request the server refused."""
+
+
+@dataclass
+class ModelProblem:
+    """One model that failed to load, with Triton's message and the fix."""
+
+    model: str
+    message: str
+
+    @property
+    def fix(self) -> str:
+        return suggest_fix(self.message)
+
+    def __str__(self) -> str:
+        return f"Model '{self.model}' failed to load.\n  Triton said: {self.message}\n  Fix: {self.fix}"
+
+
+class ModelLoadError(CourseError):
+    """One or more models failed to load; `problems` lists them."""
+
+    def __init__(self, problems: list[ModelProblem]):
+        self.problems = problems
+        names = ", ".join(f"'{p.model}'" for p in problems)
+        noun = "Model" if len(problems) == 1 else "Models"
+        super().__init__(f"{noun} {names} failed to load.", fix=None)
+        self.args = ("\n".join(str(p) for p in problems),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def problem(self, model: str) -> ModelProblem:
+        for p in self.problems:
+            if p.model == model:
+                return p
+        raise KeyError(model)
+
+
+# A Triton log line: severity, date, time, thread, source:line] then the message, quoted in 2.51.
+_LOG_LINE = re.compile(r'^[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\]\s+(?P<msg>.*)$')
+_MODEL_ERRORS = [
+    re.compile(r"^Poll failed for model directory '(?P<model>[^']+)': (?P<msg>.*)$", re.S),
+    re.compile(r"^failed to load model '(?P<model>[^']+)': (?P<msg>.*)$", re.S),
+    re.compile(r"^failed to load '(?P<model>[^']+)' version \d+: (?P<msg>.*)$", re.S),
+]
+# The python backend stub dies before it reports to the server, which then waits forever.
+_STUB_FATAL = re.compile(r"Failed to preinitialize Python stub: (?P<msg>.*'(?P<path>/[^']+)'.*)$")
+_PROTOBUF_DETAIL = re.compile(r"Error parsing text-format inference\.ModelConfig: (?P<detail>.*)$")
+
+
+def _log_message(line: str) -> str | None:
+    match = _LOG_LINE.match(line.strip())
+    if not match:
+        return None
+    msg = match.group("msg").strip()
+    if msg.startswith('"') and msg.endswith('"'):
+        try:
+            return json.loads(msg)
+        except ValueError:
+            return msg[1:-1]
+    return msg
+
+
+def find_model_errors(log_text: str, repositories: list[str] | None = None) -> dict[str, str]:
+    """Model name -> Triton's message, for every model the log says failed to load.
+
+    `repositories` lets a stub failure (which names a file, not a model) be traced to its model.
+    A protobuf parse error is joined to the "failed to read text proto" line that follows it.
+    """
+    errors: dict[str, str] = {}
+    parse_detail = None
+    for line in log_text.splitlines():
+        detail = _PROTOBUF_DETAIL.search(line)
+        if detail:
+            parse_detail = detail.group("detail").strip()
+            continue
+        stub = _STUB_FATAL.search(line)
+        if stub:
+            model = _model_from_path(stub.group("path"), repositories or [])
+            if model:
+                errors.setdefault(model, stub.group("msg").strip())
+            continue
+        msg = _log_message(line)
+        if msg is None:
+            continue
+        for pattern in _MODEL_ERRORS:
+            match = pattern.match(msg)
+            if match:
+                text = match.group("msg").strip()
+                if "failed to read text proto" in text and parse_detail:
+                    text = f"{text} ({parse_detail})"
+                errors.setdefault(match.group("model"), text)
+                parse_detail = None
+                break
+    return errors
+
+
+def stub_failures(log_text: str, repositories: list[str]) -> dict[str, str]:
+    """Models whose python stub died before loading: the server would wait on them forever."""
+    failures = {}
+    for line in log_text.splitlines():
+        stub = _STUB_FATAL.search(line)
+        if stub:
+            model = _model_from_path(stub.group("path"), repositories)
+            if model:
+                failures[model] = stub.group("msg").strip()
+    return failures
+
+
+def _model_from_path(path: str, repositories: list[str]) -> str | None:
+    for repo in repositories:
+        prefix = repo.rstrip("/") + "/"
+        if path.startswith(prefix):
+            return path[len(prefix):].split("/", 1)[0]
+    return None
+
+
+def from_client_exception(exc: Exception, what: str) -> CourseError:
+    """Turn a tritonclient InferenceServerException into an InferenceError with a fix."""
+    message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
+    return InferenceError(what, triton_said=message)

@@ -1,0 +1,90 @@
+"""The course's photos (shipped inside scikit-image and scikit-learn) and the model's preprocessing."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .artifact import IMAGE_SIZE
+
+# name -> (package, loader argument). Every one is inside an installed wheel.
+PHOTOS = {
+    "coffee": ("skimage", "coffee"),
+    "chelsea": ("skimage", "chelsea"),
+    "rocket": ("skimage", "rocket"),
+    "china": ("sklearn", "china.jpg"),
+    "flower": ("sklearn", "flower.jpg"),
+}
+
+
+def photo(name: str) -> Image.Image:
+    """One course photo as an RGB PIL image."""
+    if name not in PHOTOS:
+        raise KeyError(f"No course photo '{name}': choose from {', '.join(PHOTOS)}")
+    package, key = PHOTOS[name]
+    if package == "skimage":
+        import skimage.data
+
+        array = getattr(skimage.data, key)()
+    else:
+        from sklearn.datasets import load_sample_image
+
+        array = load_sample_image(key)
+    return Image.fromarray(array).convert("RGB")
+
+
+def photos() -> dict[str, Image.Image]:
+    return {name: photo(name) for name in PHOTOS}
+
+
+def save_jpeg(image: Image.Image, path: str | Path, quality: int = 92) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="JPEG", quality=quality)
+    return path
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 92) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
+    """A PIL image from a path, encoded bytes, or an image; says clearly when it is not one."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+        with handle:
+            image = Image.open(handle)
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No such image file: {source}") from None
+    except (OSError, SyntaxError) as exc:
+        name = "the given bytes" if isinstance(source, bytes) else str(source)
+        raise ValueError(f"{name} is not an image Pillow can decode ({exc}).") from None
+
+
+def preprocess(image: Image.Image | str | Path | bytes) -> np.ndarray:
+    """EfficientNet-Lite0's preprocessing: short side to 256 (bicubic), centre crop 224,
+    (pixel - 127) / 128, channels first. Returns float32 [3, 224, 224]."""
+    image = open_image(image)
+    width, height = image.size
+    scale = 256 / min(width, height)
+    image = image.resize((max(IMAGE_SIZE, round(width * scale)), max(IMAGE_SIZE, round(height * scale))),
+                         Image.BICUBIC)
+    width, height = image.size
+    left, top = (width - IMAGE_SIZE) // 2, (height - IMAGE_SIZE) // 2
+    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    array = (np.asarray(image, dtype=np.float32) - 127.0) / 128.0
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def batch(images) -> np.ndarray:
+    """Preprocess several images into one float32 batch [N, 3, 224, 224]."""
+    return np.stack([preprocess(i) for i in images])

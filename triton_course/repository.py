@@ -1,0 +1,205 @@
+"""Model repositories: folders, version folders, config.pbtxt, labels, and served copies.
+
+A Triton model repository is a folder of models; each model is a folder holding config.pbtxt
+and numbered version folders with the model file:
+
+    models/
+      efficientnet_lite0/
+        config.pbtxt
+        labels.txt
+        1/model.onnx
+
+Writing never destroys a file a learner edited: a file whose content would change is kept
+as NAME.<time>.bak first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import time
+from importlib import resources
+from pathlib import Path
+
+from .errors import ConfigError
+from .model_config import ModelConfig, config_from_onnx, python_runner_config, read_config, serves_onnx, to_text
+
+RUNNER_SOURCE = "onnx_model.py"
+
+
+def write_file(path: str | Path, content: str | bytes) -> Path | None:
+    """Write `content` to `path`; if a different file is there, keep it as a backup and return its path."""
+    path = Path(path)
+    data = content.encode() if isinstance(content, str) else content
+    backup = None
+    if path.exists():
+        if path.read_bytes() == data:
+            return None
+        backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
+        n = 1
+        while backup.exists():
+            backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}-{n}.bak")
+            n += 1
+        path.rename(backup)
+        print(f"Kept your previous {path.name} as {backup.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return backup
+
+
+def write_config(model_dir: str | Path, config: ModelConfig) -> Path:
+    """Write config.pbtxt from a ModelConfig message (a changed existing file is backed up)."""
+    path = Path(model_dir) / "config.pbtxt"
+    write_file(path, to_text(config))
+    return path
+
+
+def add_model(
+    repository: str | Path,
+    config: ModelConfig,
+    model_file: str | Path,
+    *,
+    version: int = 1,
+    labels: list[str] | None = None,
+    filename: str | None = None,
+) -> Path:
+    """Put a model into a repository: NAME/config.pbtxt, NAME/<version>/<file>, NAME/labels.txt."""
+    model_dir = Path(repository) / config.name
+    add_version(repository, config.name, version, model_file, filename=filename)
+    if labels is not None:
+        write_file(model_dir / "labels.txt", "\n".join(labels) + "\n")
+    write_config(model_dir, config)
+    return model_dir
+
+
+def add_version(repository: str | Path, name: str, version: int, model_file: str | Path,
+                filename: str | None = None) -> Path:
+    """Copy a model file into NAME/<version>/ (the folder's name is the version number)."""
+    model_file = Path(model_file)
+    target = Path(repository) / name / str(version) / (filename or model_file.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists() or target.read_bytes() != model_file.read_bytes():
+        shutil.copyfile(model_file, target)
+    return target
+
+
+def listing(repository: str | Path) -> str:
+    """An `ls -lR`-like view of a repository: permissions, size, path."""
+    repository = Path(repository)
+    rows = []
+    for path in sorted(repository.rglob("*")):
+        if path.name.endswith(".bak") or "__pycache__" in path.parts:
+            continue
+        st = path.lstat()
+        size = "" if path.is_dir() else f"{st.st_size:>10,}"
+        rows.append(f"{stat.filemode(st.st_mode)} {size:>10}  {path.relative_to(repository)}")
+    return "\n".join(rows)
+
+
+def readable_by_server(path: Path) -> bool:
+    """Whether a Triton process of our user can read `path`, as it would without root's override.
+
+    The course starts Triton without the capability that lets root read any file, so a chmod
+    means the same for root as for anyone (as in a container run with --user).
+    """
+    if os.geteuid() != 0:
+        return os.access(path, os.R_OK)
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_uid == 0:
+        return bool(st.st_mode & stat.S_IRUSR)
+    if st.st_gid == 0:
+        return bool(st.st_mode & stat.S_IRGRP)
+    return bool(st.st_mode & stat.S_IROTH)
+
+
+def served_copy(repository: str | Path, backends: list[str], dest: str | Path) -> tuple[Path, list[str]]:
+    """A copy of `repository` that this server can serve, and one note per model it adapted.
+
+    Where the server has no onnxruntime backend, an ONNX model is served by the course's
+    python-backend runner: its config gets `backend: "python"` and the runner becomes model.py;
+    every other file is a symbolic link to the learner's own, so permissions still apply.
+    Models that need no change are linked whole: Triton sees and reports on the originals.
+    """
+    repository, dest = Path(repository).resolve(), Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    notes = []
+    for model_dir in sorted(p for p in repository.iterdir() if p.is_dir()):
+        config = _adaptable_config(model_dir, backends)
+        if config is None:
+            (dest / model_dir.name).symlink_to(model_dir, target_is_directory=True)
+            continue
+        _adapt(model_dir, dest / model_dir.name, config)
+        notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.onnx is served by "
+                     "the course's python-backend runner (same tensors, same checks)")
+    return dest, notes
+
+
+def _adaptable_config(model_dir: Path, backends: list[str]) -> ModelConfig | None:
+    if "onnxruntime" in backends:
+        return None
+    config_path = model_dir / "config.pbtxt"
+    if config_path.exists():
+        if not readable_by_server(config_path):
+            return None  # let Triton report the permission problem itself
+        try:
+            config = read_config(config_path)
+        except (ConfigError, UnicodeDecodeError):
+            return None  # let Triton report the parse error itself
+        if not serves_onnx(config):
+            return None
+        if not config.name:
+            config.name = model_dir.name
+        if not config.input and not config.output:
+            config = _autocomplete(model_dir, config)
+        return config
+    # No config at all: the onnxruntime backend would fill one in from a model.onnx.
+    if any((v / "model.onnx").exists() for v in model_dir.iterdir() if v.is_dir()):
+        return _autocomplete(model_dir, ModelConfig(name=model_dir.name, platform="onnxruntime_onnx"))
+    return None
+
+
+def _autocomplete(model_dir: Path, config: ModelConfig) -> ModelConfig:
+    """Fill inputs, outputs and max_batch_size from the model file, as the onnxruntime backend does."""
+    versions = sorted((v for v in model_dir.iterdir() if v.name.isdigit()), key=lambda v: int(v.name))
+    onnx_files = [v / (config.default_model_filename or "model.onnx") for v in versions]
+    onnx_files = [f for f in onnx_files if f.exists() and readable_by_server(f)]
+    if not onnx_files:
+        return config
+    probe = config_from_onnx(onnx_files[-1], config.name, max_batch_size=0)
+    batchable = all(t.dims and t.dims[0] == -1 for t in list(probe.input) + list(probe.output))
+    filled = config_from_onnx(onnx_files[-1], config.name, max_batch_size=4 if batchable else 0)
+    merged = ModelConfig()
+    merged.CopyFrom(config)
+    merged.max_batch_size = merged.max_batch_size or filled.max_batch_size
+    merged.input.extend(filled.input)
+    merged.output.extend(filled.output)
+    return merged
+
+
+def _adapt(model_dir: Path, target: Path, config: ModelConfig) -> None:
+    target.mkdir()
+    runner = resources.files("triton_course.runner").joinpath(RUNNER_SOURCE).read_text()
+    for item in model_dir.iterdir():
+        if item.name == "config.pbtxt" or item.name.endswith(".bak"):
+            continue
+        if item.is_dir() and item.name.isdigit():
+            version = target / item.name
+            version.mkdir()
+            if readable_by_server(item):
+                for f in item.iterdir():
+                    (version / f.name).symlink_to(f)
+            else:
+                version.rmdir()
+                version.symlink_to(item, target_is_directory=True)  # Triton reports the permission error
+                continue
+            if not (version / "model.py").exists():
+                (version / "model.py").write_text(runner)
+        else:
+            (target / item.name).symlink_to(item)
+    (target / "config.pbtxt").write_text(to_text(python_runner_config(config)))

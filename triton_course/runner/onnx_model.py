@@ -1,0 +1,137 @@
+"""Triton python-backend model that serves an ONNX file with onnxruntime.
+
+The course copies this file as model.py into a version folder next to model.onnx when the
+server has no onnxruntime backend (the Triton inside the nvidia-pytriton wheel has only the
+python backend). It checks config.pbtxt against the ONNX model the way the onnxruntime
+backend does, so the classic config mistakes fail the load with a message of the same kind.
+It is self-contained on purpose: it runs inside Triton's python stub, not in the notebook.
+"""
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+ONNX_TO_TRITON = {
+    "tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(double)": "TYPE_FP64",
+    "tensor(bfloat16)": "TYPE_BF16", "tensor(int8)": "TYPE_INT8", "tensor(int16)": "TYPE_INT16",
+    "tensor(int32)": "TYPE_INT32", "tensor(int64)": "TYPE_INT64", "tensor(uint8)": "TYPE_UINT8",
+    "tensor(uint16)": "TYPE_UINT16", "tensor(uint32)": "TYPE_UINT32", "tensor(uint64)": "TYPE_UINT64",
+    "tensor(bool)": "TYPE_BOOL", "tensor(string)": "TYPE_STRING",
+}
+
+
+def _shape(dims):
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
+
+def _model_dims(node):
+    # Symbolic dimensions ('batch') and unknown ones (None) are wildcards, as -1 in Triton.
+    return [d if isinstance(d, int) else -1 for d in node.shape]
+
+
+def check_tensors(model_name, kind, configured, model_nodes, max_batch_size):
+    """Raise ValueError when config tensors disagree with the ONNX model's (names, types, dims)."""
+    by_name = {node.name: node for node in model_nodes}
+    for tensor in configured:
+        name = tensor["name"]
+        if name not in by_name:
+            raise ValueError(
+                f"model '{model_name}': unexpected inference {kind} '{name}', "
+                f"allowed {kind}s are: {', '.join(by_name)}")
+        node = by_name[name]
+        expected_type = ONNX_TO_TRITON.get(node.type, node.type)
+        if tensor["data_type"] != expected_type:
+            raise ValueError(
+                f"model '{model_name}': unexpected datatype {tensor['data_type']} for inference "
+                f"{kind} '{name}', expecting {expected_type}")
+        dims = [int(d) for d in (tensor.get("reshape") or {}).get("shape") or tensor["dims"]]
+        model_dims = _model_dims(node)
+        if max_batch_size > 0:
+            full = [-1] + dims
+            ok = len(model_dims) == len(full) and all(
+                c == -1 or m == -1 or c == m for m, c in zip(model_dims[1:], full[1:]))
+            if not ok:
+                raise ValueError(
+                    f"model '{model_name}', tensor '{name}': the model expects {len(model_dims)} "
+                    f"dimensions (shape {_shape(model_dims)}) but the model configuration specifies "
+                    f"{len(full)} dimensions (an initial batch dimension because max_batch_size > 0 "
+                    f"followed by the explicit tensor shape, making complete shape {_shape(full)})")
+        else:
+            ok = len(model_dims) == len(dims) and all(
+                c == -1 or m == -1 or c == m for m, c in zip(model_dims, dims))
+            if not ok:
+                raise ValueError(
+                    f"model '{model_name}', tensor '{name}': the model expects {len(model_dims)} "
+                    f"dimensions (shape {_shape(model_dims)}) but the model configuration specifies "
+                    f"{len(dims)} dimensions (shape {_shape(dims)})")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.name = config["name"]
+        self.max_batch_size = int(config.get("max_batch_size", 0))
+        params = config.get("parameters") or {}
+        filename = (params.get("onnx_model_filename") or {}).get("string_value") or "model.onnx"
+        path = os.path.join(args["model_repository"], args["model_version"], filename)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"unable to find '{path}' for model '{self.name}'")
+        with open(path, "rb"):  # a PermissionError here names the file, as Triton's backends do
+            pass
+
+        providers = ["CPUExecutionProvider"]
+        self.device = "CPU"
+        if args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
+            device_id = int(args.get("model_instance_device_id", 0))
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+            self.device = f"GPU {device_id}"
+        self.session = ort.InferenceSession(path, providers=providers)
+
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(config.get("input", [])) != len(inputs):
+            raise ValueError(
+                f"unable to load model '{self.name}', configuration expects "
+                f"{len(config.get('input', []))} inputs, model provides {len(inputs)}")
+        check_tensors(self.name, "input", config.get("input", []), inputs, self.max_batch_size)
+        check_tensors(self.name, "output", config.get("output", []), outputs, self.max_batch_size)
+        self.input_names = [t["name"] for t in config["input"]]
+        self.output_names = [t["name"] for t in config.get("output", [])] or [o.name for o in outputs]
+        pb_utils.Logger.log_info(
+            f"onnx runner: '{self.name}' serves {filename} with onnxruntime {ort.__version__} "
+            f"on {self.device} ({self.session.get_providers()[0]})")
+
+    def execute(self, requests):
+        try:
+            feeds_per_request = [
+                {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names}
+                for r in requests]
+        except Exception as exc:  # noqa: BLE001 - every request must get an answer
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))) for _ in requests]
+
+        if self.max_batch_size > 0 and len(requests) > 1:
+            # Requests the dynamic batcher grouped: one onnxruntime call, then split the rows back.
+            sizes = [feeds[self.input_names[0]].shape[0] for feeds in feeds_per_request]
+            feeds = {n: np.concatenate([f[n] for f in feeds_per_request]) for n in self.input_names}
+            try:
+                results = self.session.run(self.output_names, feeds)
+            except Exception as exc:  # noqa: BLE001
+                return [pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))) for _ in requests]
+            responses, start = [], 0
+            for size in sizes:
+                tensors = [pb_utils.Tensor(n, r[start:start + size]) for n, r in zip(self.output_names, results)]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+                start += size
+            return responses
+
+        responses = []
+        for feeds in feeds_per_request:
+            try:
+                results = self.session.run(self.output_names, feeds)
+                tensors = [pb_utils.Tensor(n, r) for n, r in zip(self.output_names, results)]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            except Exception as exc:  # noqa: BLE001
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+        return responses

@@ -1,0 +1,362 @@
+"""What every Triton runtime shares: ports, start, readiness, log, diagnosis, stop.
+
+A runtime subclass says which binary to run, with which environment, and which backends it
+has; everything else lives here, so a server behaves the same whatever runs it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+
+import psutil
+import requests
+
+from ..errors import ModelLoadError, ModelProblem, PortInUseError, ServerStartError, find_model_errors, stub_failures
+from ..paths import cache_dir, models_dir
+from ..repository import served_copy
+
+_RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
+_COUNTER = itertools.count(1)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the kernel picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_holder(port: int) -> str | None:
+    """'name (pid N)' of the process listening on `port`, where the system lets us see it."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                return f"{psutil.Process(conn.pid).name()} (pid {conn.pid})"
+    except (psutil.Error, OSError):
+        pass
+    return None
+
+
+def _without_root_file_override() -> None:
+    """Runs in the child before exec: drop root's power to read any file (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH), so a file's permissions mean for Triton what they mean for any user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP; takes effect at exec
+
+
+class TritonServer:
+    """A running Triton server. Use as a context manager, or call start() and stop().
+
+    Ports are picked free unless given; the server binds 127.0.0.1 unless `host` says
+    otherwise; start() returns once /v2/health/ready answers, or raises an error that names
+    the failing model, quotes Triton and says what to do.
+    """
+
+    runtime = "base"
+
+    def __init__(
+        self,
+        repository: str | Path | None = None,
+        *,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        host: str = "127.0.0.1",
+        model_control_mode: str = "none",
+        load_models: tuple[str, ...] | list[str] = (),
+        extra_args: tuple[str, ...] | list[str] = (),
+        startup_timeout: float = 120.0,
+        strict: bool = True,
+    ):
+        self.repository = Path(repository or models_dir()).expanduser().resolve()
+        self.host = host
+        self.requested_ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        self.ports: dict[str, int] = {}
+        self.model_control_mode = model_control_mode
+        self.load_models = list(load_models)
+        self.extra_args = list(extra_args)
+        self.startup_timeout = startup_timeout
+        self.strict = strict
+        self.model_problems: list[ModelProblem] = []
+        self.notes: list[str] = []
+        self.process: subprocess.Popen | None = None
+        self._reaper: subprocess.Popen | None = None
+        self.served_repository: Path | None = None
+        self.log_path: Path | None = None
+        self.startup_seconds: float | None = None
+
+    # --- what a runtime provides ---------------------------------------------------------
+    def binary(self) -> Path:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def backend_args(self) -> list[str]:
+        return []
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends this server can load models with."""
+        raise NotImplementedError
+
+    # --- addresses -------------------------------------------------------------------------
+    @property
+    def _client_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def http_address(self) -> str:
+        """host:port for tritonclient.http."""
+        return f"{self._client_host}:{self.ports['http']}"
+
+    @property
+    def grpc_address(self) -> str:
+        """host:port for tritonclient.grpc."""
+        return f"{self._client_host}:{self.ports['grpc']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_address}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self._client_host}:{self.ports['metrics']}/metrics"
+
+    # --- life cycle --------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        args = [
+            str(self.binary()),
+            f"--model-repository={self.served_repository}",
+            f"--http-address={self.host}", f"--http-port={self.ports['http']}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.ports['grpc']}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.ports['metrics']}",
+            f"--model-control-mode={self.model_control_mode}",
+            "--exit-on-error=false",  # the course decides, after reading why a model failed
+            *self.backend_args(),
+        ]
+        args += [f"--load-model={name}" for name in self.load_models]
+        return args + self.extra_args
+
+    def start(self) -> "TritonServer":
+        if self.process is not None:
+            return self
+        if not self.repository.is_dir():
+            raise ServerStartError(
+                f"The model repository {self.repository} does not exist or is not a folder.",
+                fix="Pass the folder that holds your model folders (run `triton-course prepare` for the course's).")
+        self._choose_ports()
+        serial = f"{self.runtime}-{os.getpid()}-{next(_COUNTER)}"
+        self.served_repository, self.notes = served_copy(
+            self.repository, self.backends, cache_dir() / "served" / serial)
+        logs = cache_dir() / "logs"
+        logs.mkdir(exist_ok=True)
+        self.log_path = logs / f"{serial}.log"
+        started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.environment(), start_new_session=True,
+                preexec_fn=_without_root_file_override if os.geteuid() == 0 else None)
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")), str(os.getpid()), str(self.process.pid)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        _RUNNING.add(self)
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def _choose_ports(self) -> None:
+        self.ports = {}
+        for name, port in self.requested_ports.items():
+            if port is None:
+                port = free_port(self._client_host if self.host != "0.0.0.0" else "0.0.0.0")
+                while port in self.ports.values():
+                    port = free_port()
+            elif not port_is_free(port, self.host if self.host else "0.0.0.0"):
+                raise PortInUseError(port, port_holder(port))
+            self.ports[name] = port
+
+    def _get(self, path: str, timeout: float = 1.0) -> requests.Response | None:
+        try:
+            return requests.get(f"{self.http_url}{path}", timeout=timeout)
+        except requests.RequestException:
+            return None
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        repositories = [str(self.served_repository), str(self.repository)]
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise self._exit_error(code)
+            failed = stub_failures(self.log_text(), repositories)
+            if failed:
+                raise ModelLoadError([ModelProblem(m, self._readable(msg)) for m, msg in failed.items()])
+            ready = self._get("/v2/health/ready")
+            if ready is not None and ready.status_code == 200:
+                break
+            live = self._get("/v2/health/live")
+            if live is not None and live.status_code == 200:
+                break  # HTTP starts once the first loads are over: live but not ready, a model failed
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"Triton ({self.runtime}) was not ready within {self.startup_timeout:.0f} s.",
+                    triton_said=self.log_tail(8),
+                    fix="Read the log above (server.log_text()): a model may still be loading; "
+                        "pass a longer startup_timeout if it is only slow.")
+            time.sleep(0.2)
+        self.model_problems = self._collect_model_problems()
+        if self.model_problems and self.strict:
+            raise ModelLoadError(self.model_problems)
+        for problem in self.model_problems:
+            print(problem)
+
+    def _collect_model_problems(self) -> list[ModelProblem]:
+        repositories = [str(self.served_repository), str(self.repository)]
+        errors = find_model_errors(self.log_text(), repositories)
+        try:
+            index = requests.post(f"{self.http_url}/v2/repository/index", json={}, timeout=5).json()
+        except (requests.RequestException, ValueError):
+            index = []
+        for entry in index:
+            if entry.get("state") == "UNAVAILABLE" and entry.get("reason") and entry["name"] not in errors:
+                errors[entry["name"]] = entry["reason"]
+        return [ModelProblem(model, self._readable(msg)) for model, msg in sorted(errors.items())]
+
+    def _readable(self, message: str) -> str:
+        # The served copy mirrors the learner's repository: show the learner's own paths.
+        if self.served_repository:
+            message = message.replace(str(self.served_repository), str(self.repository))
+        return message
+
+    def _exit_error(self, code: int) -> ServerStartError:
+        text = self.log_text()
+        for line in text.splitlines():
+            if "already in use" in line:
+                port = next((p for p in self.ports.values() if f":{p}'" in line or f":{p} " in line), None)
+                return PortInUseError(port or 0, port_holder(port) if port else None, triton_said=line.strip())
+        errors = [line.strip() for line in text.splitlines() if line.startswith("E") or "error" in line.lower()]
+        return ServerStartError(
+            f"Triton ({self.runtime}) exited with code {code} while starting.",
+            triton_said="\n".join(errors[-5:]) or self.log_tail(8),
+            fix="Read Triton's message above; `triton-course doctor` checks what the server needs.")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server and its python-backend stubs; safe to call twice."""
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # Triton unloads its models, then exits
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # anything left in its group (stubs)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
+        if self.served_repository is not None and self.served_repository.parent.name == "served":
+            shutil.rmtree(self.served_repository, ignore_errors=True)
+        _RUNNING.discard(self)
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- looking at it -----------------------------------------------------------------------
+    def log_text(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def metadata(self) -> dict:
+        return requests.get(f"{self.http_url}/v2", timeout=5).json()
+
+    @property
+    def version(self) -> str:
+        return self.metadata()["version"]
+
+    def summary(self) -> str:
+        """One paragraph a learner can read: what runs, where, with what."""
+        return (f"Triton {self.version} ({self.runtime} runtime) is ready.\n"
+                f"  HTTP:    {self.http_url}\n"
+                f"  gRPC:    {self.grpc_address}\n"
+                f"  metrics: {self.metrics_url}\n"
+                f"  backends: {', '.join(self.backends)}\n"
+                f"  log:     {self.log_path}")
+
+    def http_client(self, **kwargs):
+        import tritonclient.http as httpclient
+
+        return httpclient.InferenceServerClient(self.http_address, **kwargs)
+
+    def grpc_client(self, **kwargs):
+        import tritonclient.grpc as grpcclient
+
+        return grpcclient.InferenceServerClient(self.grpc_address, **kwargs)
+
+    # --- model control (explicit mode) -------------------------------------------------------
+    def load_model(self, name: str) -> None:
+        """Load (or reload) a model; a ModelLoadError quotes Triton if it fails."""
+        from tritonclient.utils import InferenceServerException
+
+        if self.served_repository is not None and self.served_repository.parent.name == "served":
+            self.served_repository, self.notes = served_copy(self.repository, self.backends, self.served_repository)
+        try:
+            self.http_client().load_model(name)
+        except InferenceServerException as exc:
+            errors = find_model_errors(self.log_text(), [str(self.served_repository), str(self.repository)])
+            raise ModelLoadError([ModelProblem(name, self._readable(errors.get(name) or exc.message()))]) from None
+
+    def unload_model(self, name: str) -> None:
+        self.http_client().unload_model(name)
+
+
+def stop_all() -> None:
+    """Stop every server this interpreter started (runs at exit)."""
+    for server in list(_RUNNING):
+        server.stop()
+
+
+atexit.register(stop_all)

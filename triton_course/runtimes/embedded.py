@@ -1,0 +1,110 @@
+"""The real Triton binary that ships inside the nvidia-pytriton wheel: no Docker, no download.
+
+That build has one backend, python. The course serves ONNX models on it through its
+python-backend runner (see repository.served_copy); on a GPU the runner uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import site
+import stat
+import sys
+import sysconfig
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from ..errors import ServerStartError
+from ..paths import cache_dir
+from .base import TritonServer
+
+MIN_GLIBC = (2, 35)  # the wheel is manylinux_2_35
+
+
+@dataclass
+class Installation:
+    binary: Path
+    libraries: Path
+    python_backend: Path
+    stub: Path
+
+
+def find_installation() -> Installation:
+    """Where the wheel put the server; raises ServerStartError saying what is missing."""
+    spec = find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerStartError("The embedded Triton is not installed (package nvidia-pytriton).",
+                               fix="Run `make setup` (or `pip install -e .`) in the course folder.")
+    libc, version = platform.libc_ver()
+    if libc == "glibc" and tuple(int(x) for x in version.split(".")[:2]) < MIN_GLIBC:
+        raise ServerStartError(
+            f"The embedded Triton needs glibc >= 2.35; this system has {version}.",
+            fix="Use Ubuntu 22.04+ / Debian 12+, or the NGC Triton container (runtime 'local' or 'docker').")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    server = package / "tritonserver"
+    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    inst = Installation(
+        binary=server / "bin" / "tritonserver",
+        libraries=package.parent / "nvidia_pytriton.libs",
+        python_backend=server / "backends" / "python",
+        stub=server / "python_backend_stubs" / python_version / "triton_python_backend_stub",
+    )
+    if not inst.stub.exists():
+        raise ServerStartError(f"The embedded Triton has no python backend stub for Python {python_version}.",
+                               fix="Use Python 3.10, 3.11 or 3.12 for the course's virtual environment.")
+    return inst
+
+
+class EmbeddedServer(TritonServer):
+    runtime = "embedded"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.installation = find_installation()
+
+    def binary(self) -> Path:
+        _make_executable(self.installation.binary)
+        return self.installation.binary
+
+    @property
+    def backends(self) -> list[str]:
+        return ["python"]
+
+    def backend_directory(self) -> Path:
+        """A backends folder for this Python: the wheel's python backend plus the matching stub."""
+        target = cache_dir() / "backends" / f"py{sys.version_info.major}{sys.version_info.minor}" / "python"
+        target.mkdir(parents=True, exist_ok=True)
+        sources = [self.installation.python_backend / "libtriton_python.so",
+                   self.installation.python_backend / "triton_python_backend_utils.py",
+                   self.installation.stub]
+        for source in sources:
+            dest = target / source.name
+            if not dest.exists() or dest.stat().st_size != source.stat().st_size:
+                shutil.copyfile(source, dest)
+        _make_executable(target / self.installation.stub.name)
+        return target.parent
+
+    def backend_args(self) -> list[str]:
+        return [f"--backend-directory={self.backend_directory()}"]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # The python stub must import this environment's onnxruntime and numpy.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        paths = [p for p in site.getsitepackages() + [site.getusersitepackages()] if Path(p).is_dir()]
+        env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+        libraries = [str(self.installation.libraries)]
+        libdir = sysconfig.get_config_var("LIBDIR")
+        if libdir and sysconfig.get_config_var("Py_ENABLE_SHARED"):
+            libraries.append(libdir)  # the stub then embeds the same Python as this environment
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(libraries + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
+        return env
+
+
+def _make_executable(path: Path) -> None:
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
