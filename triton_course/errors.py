@@ -29,7 +29,7 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
      "Set data_type to the model's own type (a float32 tensor is TYPE_FP32)."),
     (re.compile(r"failed to read text proto"),
      "config.pbtxt is not valid protobuf text: fix it at the line:column shown "
-     "(write 'field: value', lists in [ ], blocks in { })."),
+     "(write 'field: value', lists in [ ], blocks in {{ }})."),
     (re.compile(r"failed to open text file for read .*Permission denied"),
      "The server cannot read config.pbtxt: run `chmod a+r` on it (and `chmod a+rx` on its folders)."),
     (re.compile(r"Permission denied"),

@@ -168,23 +168,26 @@ class TritonServer:
                 f"The model repository {self.repository} does not exist or is not a folder.",
                 fix="Pass the folder that holds your model folders (run `triton-course prepare` for the course's).")
         self._choose_ports()
+        _remove_stale_served_copies()
         serial = f"{self.runtime}-{os.getpid()}-{next(_COUNTER)}"
-        self.served_repository, self.notes = served_copy(
-            self.repository, self.backends, cache_dir() / "served" / serial)
         logs = cache_dir() / "logs"
         logs.mkdir(exist_ok=True)
         self.log_path = logs / f"{serial}.log"
         started = time.monotonic()
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.environment(), start_new_session=True,
-                preexec_fn=_without_root_file_override if os.geteuid() == 0 else None)
-        self._reaper = subprocess.Popen(
-            [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")), str(os.getpid()), str(self.process.pid)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         _RUNNING.add(self)
         try:
+            self.served_repository, self.notes = served_copy(
+                self.repository, self.backends, cache_dir() / "served" / serial)
+            with open(self.log_path, "wb") as log:
+                self.process = subprocess.Popen(
+                    self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=self.environment(), start_new_session=True,
+                    preexec_fn=_without_root_file_override if os.geteuid() == 0 else None)
+            self._reaper = subprocess.Popen(
+                [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")),
+                 str(os.getpid()), str(self.process.pid), str(self.served_repository)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
             self._wait_until_ready()
         except BaseException:
             self.stop()
@@ -254,7 +257,9 @@ class TritonServer:
         # The served copy mirrors the learner's repository: show the learner's own paths.
         if self.served_repository:
             message = message.replace(str(self.served_repository), str(self.repository))
-        return message
+        # A python model's failure ends with the stack of the stub ("\n\nAt:\n  file(line): ..."):
+        # the message above it is what the learner needs.
+        return message.split("\n\nAt:\n", 1)[0].strip()
 
     def _exit_error(self, code: int) -> ServerStartError:
         text = self.log_text()
@@ -290,6 +295,7 @@ class TritonServer:
         if self.served_repository is not None and self.served_repository.parent.name == "served":
             shutil.rmtree(self.served_repository, ignore_errors=True)
         _RUNNING.discard(self)
+
 
     @property
     def is_running(self) -> bool:
@@ -351,6 +357,14 @@ class TritonServer:
 
     def unload_model(self, name: str) -> None:
         self.http_client().unload_model(name)
+
+
+def _remove_stale_served_copies() -> None:
+    """Served copies left by interpreters that died (their pid is in the folder's name)."""
+    for folder in (cache_dir() / "served").glob("*-*-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop_all() -> None:
