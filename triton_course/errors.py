@@ -25,6 +25,9 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r'Unknown enumeration value of "(?P<value>\w+)" for field "data_type"'),
      "'{value}' is not a Triton datatype: use a ModelConfig name such as TYPE_FP32, TYPE_FP16, "
      "TYPE_INT64, TYPE_UINT8 or TYPE_STRING (TYPE_FP32 for float32 tensors)."),
+    (re.compile(r'Enum type "inference\.DataType" has no value named (?P<value>\w+)'),  # Python's protobuf
+     "'{value}' is not a Triton datatype: use a ModelConfig name such as TYPE_FP32, TYPE_FP16, "
+     "TYPE_INT64, TYPE_UINT8 or TYPE_STRING (TYPE_FP32 for float32 tensors)."),
     (re.compile(r"unexpected datatype|expects data-type|expects datatype"),
      "Set data_type to the model's own type (a float32 tensor is TYPE_FP32)."),
     (re.compile(r"failed to read text proto"),
@@ -63,7 +66,7 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
      "Start the server with --model-control-mode=explicit to load and unload models through the API."),
 ]
 
-_GENERIC_FIX = "Read the server log (server.log_text()) around this message, fix the model, and start again."
+GENERIC_FIX = "Read the server log (server.log_text()) around this message, fix the model, and start again."
 
 
 def suggest_fix(message: str) -> str:
@@ -72,7 +75,7 @@ def suggest_fix(message: str) -> str:
         match = pattern.search(message)
         if match:
             return fix.format(**match.groupdict())
-    return _GENERIC_FIX
+    return GENERIC_FIX
 
 
 class CourseError(Exception):

@@ -8,7 +8,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .errors import ConfigError, suggest_fix
+from .errors import GENERIC_FIX, ConfigError, suggest_fix
 
 ModelConfig = mc.ModelConfig
 
@@ -71,9 +71,7 @@ def parse_config(text: str, source: str = "config.pbtxt") -> ModelConfig:
 
 def _parse_fix(detail: str) -> str:
     fix = suggest_fix(detail)
-    if "data_type" not in detail:
-        fix = suggest_fix("failed to read text proto")
-    return fix
+    return suggest_fix("failed to read text proto") if fix == GENERIC_FIX else fix
 
 
 def read_config(path: str | Path) -> ModelConfig:
