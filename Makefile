@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 NBVAL   = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 PORT   ?= 8888
+HOST   ?= 127.0.0.1
 
 .PHONY: setup lab test unit notebooks clean
 
@@ -17,7 +18,7 @@ models/efficientnet_lite0/1/model.onnx: $(VENV)/.installed
 	$(BIN)/triton-course prepare
 
 lab: setup
-	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --notebook-dir . notebooks/00_setup.ipynb
+	$(BIN)/jupyter lab --ip $(HOST) --port $(PORT) --notebook-dir . notebooks/00_setup.ipynb
 
 test: setup
 	$(BIN)/python -m pytest tests $(NBVAL) notebooks

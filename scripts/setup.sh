@@ -10,14 +10,22 @@ case "$version" in
   3.10|3.11|3.12) ;;
   *) echo "The course needs Python 3.10, 3.11 or 3.12; $PYTHON is $version. Set PYTHON=python3.X." >&2; exit 1 ;;
 esac
-if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
-  echo "$PYTHON cannot create virtual environments: run  apt-get install python$version-venv" >&2
-  exit 1
+# System pieces a bare Debian/Ubuntu may lack: venv support, and the shared Python library
+# that the embedded Triton's python stub links. Installed here when we are root, else explained.
+libdir=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+missing=()
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=("python$version-venv")
+if ! ldconfig -p 2>/dev/null | grep -q "libpython$version.so.1.0" && [ ! -e "$libdir/libpython$version.so.1.0" ]; then
+  missing+=("libpython$version")
 fi
-# The embedded Triton's python stub links the shared Python library.
-if ! ldconfig -p 2>/dev/null | grep -q "libpython$version.so.1.0" \
-   && [ ! -e "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')/libpython$version.so.1.0" ]; then
-  echo "warning: libpython$version.so.1.0 not found: the embedded Triton needs it (apt-get install libpython$version)" >&2
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing ${missing[*]} with apt-get"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  else
+    echo "The course needs: ${missing[*]}. Install them (sudo apt-get install ${missing[*]}) and run again." >&2
+    exit 1
+  fi
 fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
