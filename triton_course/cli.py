@@ -74,7 +74,9 @@ def cmd_classify(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="triton-course", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="triton-course",
+        description="Tools of the Triton course: check a machine, build the model, serve it, classify images.")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("doctor", help="check what this machine has for the course").set_defaults(func=cmd_doctor)

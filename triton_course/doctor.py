@@ -35,7 +35,7 @@ def check_python() -> Check:
 
 def check_embedded() -> Check:
     from .errors import ServerStartError
-    from .runtimes.embedded import find_installation
+    from .runtimes.embedded import TRITON_VERSION, find_installation
 
     try:
         inst = find_installation()
@@ -46,7 +46,7 @@ def check_embedded() -> Check:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         return Check("embedded triton", False, f"python stub lacks {', '.join(missing)}",
                      f"apt-get install libpython{version} (the shared Python library)")
-    return Check("embedded triton", True, f"Triton 2.51.0 from nvidia-pytriton ({inst.binary})")
+    return Check("embedded triton", True, f"Triton {TRITON_VERSION} from nvidia-pytriton ({inst.binary})")
 
 
 def _missing_libraries(binary, extra_paths: list[str]) -> list[str]:

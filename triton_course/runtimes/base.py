@@ -27,6 +27,8 @@ from ..paths import cache_dir, models_dir
 from ..repository import served_copy
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
+EXIT_TIMEOUT_SECONDS = 5
+LOG_DAYS_KEPT = 7
 _COUNTER = itertools.count(1)
 
 
@@ -155,6 +157,8 @@ class TritonServer:
             f"--metrics-address={self.host}", f"--metrics-port={self.ports['metrics']}",
             f"--model-control-mode={self.model_control_mode}",
             "--exit-on-error=false",  # the course decides, after reading why a model failed
+            # On stop, wait at most this long for open requests and connections (default 30 s).
+            f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
             *self.backend_args(),
         ]
         args += [f"--load-model={name}" for name in self.load_models]
@@ -168,7 +172,7 @@ class TritonServer:
                 f"The model repository {self.repository} does not exist or is not a folder.",
                 fix="Pass the folder that holds your model folders (run `triton-course prepare` for the course's).")
         self._choose_ports()
-        _remove_stale_served_copies()
+        _remove_stale_files()
         serial = f"{self.runtime}-{os.getpid()}-{next(_COUNTER)}"
         logs = cache_dir() / "logs"
         logs.mkdir(exist_ok=True)
@@ -206,9 +210,12 @@ class TritonServer:
                 raise PortInUseError(port, port_holder(port))
             self.ports[name] = port
 
-    def _get(self, path: str, timeout: float = 1.0) -> requests.Response | None:
+    def _status(self, path: str, timeout: float = 1.0) -> int | None:
+        """HTTP status of GET path, or None if nothing answers. The connection is closed at once:
+        an idle keep-alive connection would make Triton wait for it when asked to stop."""
         try:
-            return requests.get(f"{self.http_url}{path}", timeout=timeout)
+            with requests.get(f"{self.http_url}{path}", timeout=timeout, headers={"Connection": "close"}) as r:
+                return r.status_code
         except requests.RequestException:
             return None
 
@@ -222,11 +229,9 @@ class TritonServer:
             failed = stub_failures(self.log_text(), repositories)
             if failed:
                 raise ModelLoadError([ModelProblem(m, self._readable(msg)) for m, msg in failed.items()])
-            ready = self._get("/v2/health/ready")
-            if ready is not None and ready.status_code == 200:
+            if self._status("/v2/health/ready") == 200:
                 break
-            live = self._get("/v2/health/live")
-            if live is not None and live.status_code == 200:
+            if self._status("/v2/health/live") == 200:
                 break  # HTTP starts once the first loads are over: live but not ready, a model failed
             if time.monotonic() > deadline:
                 raise ServerStartError(
@@ -245,7 +250,9 @@ class TritonServer:
         repositories = [str(self.served_repository), str(self.repository)]
         errors = find_model_errors(self.log_text(), repositories)
         try:
-            index = requests.post(f"{self.http_url}/v2/repository/index", json={}, timeout=5).json()
+            with requests.post(f"{self.http_url}/v2/repository/index", json={}, timeout=5,
+                               headers={"Connection": "close"}) as r:
+                index = r.json()
         except (requests.RequestException, ValueError):
             index = []
         for entry in index:
@@ -317,7 +324,8 @@ class TritonServer:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def metadata(self) -> dict:
-        return requests.get(f"{self.http_url}/v2", timeout=5).json()
+        with requests.get(f"{self.http_url}/v2", timeout=5, headers={"Connection": "close"}) as r:
+            return r.json()
 
     @property
     def version(self) -> str:
@@ -349,22 +357,33 @@ class TritonServer:
 
         if self.served_repository is not None and self.served_repository.parent.name == "served":
             self.served_repository, self.notes = served_copy(self.repository, self.backends, self.served_repository)
+        log_before = len(self.log_text())
         try:
             self.http_client().load_model(name)
         except InferenceServerException as exc:
-            errors = find_model_errors(self.log_text(), [str(self.served_repository), str(self.repository)])
+            # Only what this load wrote: an earlier failure of the same model is history.
+            errors = find_model_errors(self.log_text()[log_before:],
+                                       [str(self.served_repository), str(self.repository)])
             raise ModelLoadError([ModelProblem(name, self._readable(errors.get(name) or exc.message()))]) from None
 
     def unload_model(self, name: str) -> None:
         self.http_client().unload_model(name)
 
 
-def _remove_stale_served_copies() -> None:
-    """Served copies left by interpreters that died (their pid is in the folder's name)."""
+def _remove_stale_files() -> None:
+    """Served copies left by interpreters that died (their pid is in the folder's name), and
+    server logs older than LOG_DAYS_KEPT days."""
     for folder in (cache_dir() / "served").glob("*-*-*"):
         pid = folder.name.split("-")[1]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
+    cutoff = time.time() - LOG_DAYS_KEPT * 86400
+    for log in (cache_dir() / "logs").glob("*.log"):
+        try:
+            if log.stat().st_mtime < cutoff:
+                log.unlink()
+        except OSError:
+            pass
 
 
 def stop_all() -> None:

@@ -22,6 +22,7 @@ from ..paths import cache_dir
 from .base import TritonServer
 
 MIN_GLIBC = (2, 35)  # the wheel is manylinux_2_35
+TRITON_VERSION = "2.51.0"  # the server inside nvidia-pytriton 0.7.0, the version pyproject.toml pins
 
 
 @dataclass
