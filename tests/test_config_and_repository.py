@@ -105,6 +105,17 @@ def test_served_copy_adapts_onnx_models_and_links_the_rest(tmp_path, reference_r
     assert (served / MODEL_NAME).is_symlink() and notes == []
 
 
+def test_config_without_platform_next_to_model_onnx_is_served_as_onnx(tmp_path, reference_repo):
+    # Triton picks the onnxruntime backend for such a model; the embedded server needs the runner.
+    config = config_from_onnx(artifact.onnx_path(reference_repo), "derived", max_batch_size=8)
+    assert not config.platform and not config.backend
+    repo = tmp_path / "repo"
+    add_model(repo, config, artifact.onnx_path(reference_repo))
+    served, notes = served_copy(repo, ["python"], tmp_path / "served" / "z")
+    assert read_config(served / "derived" / "config.pbtxt").backend == "python"
+    assert notes and "derived" in notes[0]
+
+
 def test_readable_by_server_follows_permission_bits(tmp_path):
     f = tmp_path / "f"
     f.write_text("x")

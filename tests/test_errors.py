@@ -32,6 +32,8 @@ def test_fixes_are_specific():
     assert "at most 8 items" in suggest_fix("inference request batch-size must be <= 8 for 'm'")
     assert "explicit" in suggest_fix("explicit model load / unload is not allowed if polling is enabled")
     assert suggest_fix("something nobody has seen").startswith("Read the server log")
+    labels = suggest_fix("Internal: failed to open text file for read /r/m/labels.txt: No such file or directory")
+    assert "names a file that is not there (/r/m/labels.txt)" in labels
 
 
 def test_model_load_error_lists_every_model():

@@ -43,6 +43,12 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
      "(NAME/1/model.onnx) and/or set platform: \"onnxruntime_onnx\" (or backend: \"python\") in config.pbtxt."),
     (re.compile(r"at least one version must be available"),
      "Put the model file in a numbered version folder: NAME/1/model.onnx (the folder's name is the version)."),
+    (re.compile(r"unable to find backend library for backend '(?P<backend>[^']+)'"),
+     "This server has no '{backend}' backend: use a Triton that has it (the NGC container, or a "
+     "tritonserver on PATH), or serve the model through the python backend."),
+    (re.compile(r"failed to open text file for read (?P<path>\S+): No such file"),
+     "The config names a file that is not there ({path}): add it to the model's folder, or remove "
+     "the field that names it (label_filename)."),
     (re.compile(r"model file not found|unable to find .*model|No such file"),
      "The version folder has no model file: put model.onnx (or model.py for the python backend) "
      "into NAME/<version>/."),
@@ -52,9 +58,6 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"already in use"),
      "Another process holds that port: stop it, or start the server on other ports "
      "(the course picks free ones unless you pass them)."),
-    (re.compile(r"unable to find backend library for backend '(?P<backend>[^']+)'"),
-     "This server has no '{backend}' backend: use a Triton that has it (the NGC container, or a "
-     "tritonserver on PATH), or serve the model through the python backend."),
     (re.compile(r"unknown model|Request for unknown model|is not found"),
      "No model of that name is loaded: check the name against the repository index "
      "(POST /v2/repository/index) and the server log."),

@@ -151,17 +151,24 @@ def _adaptable_config(model_dir: Path, backends: list[str]) -> ModelConfig | Non
             config = read_config(config_path)
         except (ConfigError, UnicodeDecodeError):
             return None  # let Triton report the parse error itself
-        if not serves_onnx(config):
-            return None
+        if not serves_onnx(config) and not (not config.platform and not config.backend
+                                            and _has_onnx_file(model_dir, config)):
+            return None  # served as it is (python models, other backends)
         if not config.name:
             config.name = model_dir.name
         if not config.input and not config.output:
             config = _autocomplete(model_dir, config)
         return config
     # No config at all: the onnxruntime backend would fill one in from a model.onnx.
-    if any((v / "model.onnx").exists() for v in model_dir.iterdir() if v.is_dir()):
+    if _has_onnx_file(model_dir, ModelConfig()):
         return _autocomplete(model_dir, ModelConfig(name=model_dir.name, platform="onnxruntime_onnx"))
     return None
+
+
+def _has_onnx_file(model_dir: Path, config: ModelConfig) -> bool:
+    """Whether a version folder holds the ONNX file (Triton then picks the onnxruntime backend)."""
+    name = config.default_model_filename or "model.onnx"
+    return any((v / name).exists() for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit())
 
 
 def _autocomplete(model_dir: Path, config: ModelConfig) -> ModelConfig:
