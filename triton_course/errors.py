@@ -11,6 +11,9 @@ import json
 import re
 from dataclasses import dataclass
 
+_DATATYPE_FIX = ("'{value}' is not a Triton datatype: use a ModelConfig name such as TYPE_FP32, TYPE_FP16, "
+                 "TYPE_INT64, TYPE_UINT8 or TYPE_STRING (TYPE_FP32 for float32 tensors).")
+
 # (pattern in Triton's message, the fix). The first match wins, so specific rules come first.
 _FIXES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"an initial batch dimension because max_batch_size > 0"),
@@ -23,11 +26,9 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
      "Make dims match the model's own shape (see its inputs and outputs with onnx, or "
      "GET /v2/models/NAME/metadata); -1 stands for a dimension of any size."),
     (re.compile(r'Unknown enumeration value of "(?P<value>\w+)" for field "data_type"'),
-     "'{value}' is not a Triton datatype: use a ModelConfig name such as TYPE_FP32, TYPE_FP16, "
-     "TYPE_INT64, TYPE_UINT8 or TYPE_STRING (TYPE_FP32 for float32 tensors)."),
+     _DATATYPE_FIX),
     (re.compile(r'Enum type "inference\.DataType" has no value named (?P<value>\w+)'),  # Python's protobuf
-     "'{value}' is not a Triton datatype: use a ModelConfig name such as TYPE_FP32, TYPE_FP16, "
-     "TYPE_INT64, TYPE_UINT8 or TYPE_STRING (TYPE_FP32 for float32 tensors)."),
+     _DATATYPE_FIX),
     (re.compile(r"unexpected datatype|expects data-type|expects datatype"),
      "Set data_type to the model's own type (a float32 tensor is TYPE_FP32)."),
     (re.compile(r"failed to read text proto"),

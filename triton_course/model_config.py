@@ -12,7 +12,8 @@ from .errors import GENERIC_FIX, ConfigError, suggest_fix
 
 ModelConfig = mc.ModelConfig
 
-# ONNX element types -> Triton datatypes (the ModelConfig DataType enum).
+# ONNX element types -> Triton datatypes (the ModelConfig DataType enum). runner/onnx_model.py keeps
+# its own copy: it runs inside Triton's python stub and imports nothing from the course.
 ONNX_TO_TRITON = {
     "tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(double)": "TYPE_FP64",
     "tensor(bfloat16)": "TYPE_BF16", "tensor(int8)": "TYPE_INT8", "tensor(int16)": "TYPE_INT16",
