@@ -98,22 +98,28 @@ def listing(repository: str | Path) -> str:
 
 
 def readable_by_server(path: Path) -> bool:
-    """Whether a Triton process of our user can read `path`, as it would without root's override.
+    """Whether a Triton process of our user can read `path` (a folder: list and enter it), as it
+    would without root's override.
 
     The course starts Triton without the capability that lets root read any file, so a chmod
     means the same for root as for anyone (as in a container run with --user).
     """
+    path = Path(path)
+    is_dir = path.is_dir()
     if os.geteuid() != 0:
-        return os.access(path, os.R_OK)
+        return os.access(path, os.R_OK | (os.X_OK if is_dir else 0))
     try:
         st = path.stat()
     except OSError:
         return False
     if st.st_uid == 0:
-        return bool(st.st_mode & stat.S_IRUSR)
-    if st.st_gid == 0:
-        return bool(st.st_mode & stat.S_IRGRP)
-    return bool(st.st_mode & stat.S_IROTH)
+        read, enter = stat.S_IRUSR, stat.S_IXUSR
+    elif st.st_gid == 0:
+        read, enter = stat.S_IRGRP, stat.S_IXGRP
+    else:
+        read, enter = stat.S_IROTH, stat.S_IXOTH
+    need = read | (enter if is_dir else 0)
+    return st.st_mode & need == need
 
 
 def served_copy(repository: str | Path, backends: list[str], dest: str | Path) -> tuple[Path, list[str]]:

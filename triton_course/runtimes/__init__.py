@@ -2,7 +2,7 @@
 
 - "local":    a tritonserver already on this machine (a pod whose image is NGC's Triton image)
 - "embedded": the Triton binary inside the nvidia-pytriton wheel (python backend only)
-- "docker":   the NGC container through the docker SDK (arrives with the container lesson)
+- "docker":   the NGC container through the docker SDK (only when asked for: it pulls a large image)
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from pathlib import Path
 
 from ..errors import ServerStartError
 from .base import TritonServer, free_port, port_is_free, stop_all
+from .docker import DockerError, DockerServer, docker_client
 from .embedded import EmbeddedServer, find_installation
 from .local import LocalServer, find_binary
 
 RUNTIMES: dict[str, type[TritonServer]] = {
     "local": LocalServer,
     "embedded": EmbeddedServer,
+    "docker": DockerServer,
 }
 
 
@@ -24,6 +26,12 @@ def unavailable_reason(runtime: str) -> str | None:
     """None when `runtime` can run here, else why not (one line)."""
     if runtime == "local":
         return None if find_binary() else "no tritonserver on PATH or in /opt/tritonserver"
+    if runtime == "docker":
+        try:
+            docker_client(timeout=10).close()
+        except DockerError as exc:
+            return exc.what
+        return None
     if runtime == "embedded":
         try:
             find_installation()
@@ -34,12 +42,13 @@ def unavailable_reason(runtime: str) -> str | None:
 
 
 def best_runtime() -> str:
-    """The full Triton where there is one (it has every backend), else the embedded one."""
+    """The full Triton where there is one (it has every backend), else the embedded one.
+    Docker is never picked by itself: its first start pulls an image of several GB."""
     for name in ("local", "embedded"):
         if unavailable_reason(name) is None:
             return name
     raise ServerStartError("No way to run Triton here: " + "; ".join(
-        f"{name}: {unavailable_reason(name)}" for name in RUNTIMES),
+        f"{name}: {unavailable_reason(name)}" for name in ("local", "embedded")),
         fix="Run `make setup` in the course folder (it installs the embedded server).")
 
 
@@ -56,5 +65,5 @@ def start_server(repository: str | Path | None = None, runtime: str = "auto", **
     return server(repository, runtime, **kwargs).start()
 
 
-__all__ = ["RUNTIMES", "TritonServer", "EmbeddedServer", "LocalServer", "best_runtime", "server",
+__all__ = ["RUNTIMES", "TritonServer", "DockerServer", "EmbeddedServer", "LocalServer", "best_runtime", "server",
            "start_server", "stop_all", "unavailable_reason", "free_port", "port_is_free"]

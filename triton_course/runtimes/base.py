@@ -24,7 +24,7 @@ import requests
 
 from ..errors import ModelLoadError, ModelProblem, PortInUseError, ServerStartError, find_model_errors, stub_failures
 from ..paths import cache_dir, models_dir
-from ..repository import served_copy
+from ..repository import readable_by_server, served_copy
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
 EXIT_TIMEOUT_SECONDS = 5
@@ -104,6 +104,8 @@ class TritonServer:
         self.model_problems: list[ModelProblem] = []
         self.notes: list[str] = []
         self.process: subprocess.Popen | None = None
+        self._launched = False
+        self.adapted = False
         self._reaper: subprocess.Popen | None = None
         self.served_repository: Path | None = None
         self.log_path: Path | None = None
@@ -165,12 +167,16 @@ class TritonServer:
         return args + self.extra_args
 
     def start(self) -> "TritonServer":
-        if self.process is not None:
+        if self._launched:
             return self
         if not self.repository.is_dir():
             raise ServerStartError(
                 f"The model repository {self.repository} does not exist or is not a folder.",
                 fix="Pass the folder that holds your model folders (run `triton-course prepare` for the course's).")
+        if not readable_by_server(self.repository):
+            raise ServerStartError(
+                f"The model repository {self.repository} cannot be read by the server.",
+                fix=f"Run `chmod a+rx {self.repository}` (a folder needs r to list it and x to enter it).")
         self._choose_ports()
         _remove_stale_files()
         serial = f"{self.runtime}-{os.getpid()}-{next(_COUNTER)}"
@@ -182,22 +188,53 @@ class TritonServer:
         try:
             self.served_repository, self.notes = served_copy(
                 self.repository, self.backends, cache_dir() / "served" / serial)
-            with open(self.log_path, "wb") as log:
-                self.process = subprocess.Popen(
-                    self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=self.environment(), start_new_session=True,
-                    preexec_fn=_without_root_file_override if os.geteuid() == 0 else None)
-            self._reaper = subprocess.Popen(
-                [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")),
-                 str(os.getpid()), str(self.process.pid), str(self.served_repository)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
+            self.adapted = bool(self.notes)  # one note per model served through the runner
+            self._launched = True
+            self._launch()
             self._wait_until_ready()
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    # --- how the server runs: a process here (a subclass may run it elsewhere, e.g. a container) ---
+    def _launch(self) -> None:
+        """Start the server with its output going to log_path, and the reaper that watches us."""
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.environment(), start_new_session=True,
+                preexec_fn=_without_root_file_override if os.geteuid() == 0 else None)
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")),
+             str(os.getpid()), str(self.process.pid), str(self.served_repository)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def _exit_code(self) -> int | None:
+        """None while the server runs, else its exit code."""
+        return self.process.poll() if self.process is not None else -1
+
+    def _terminate(self, timeout: float) -> None:
+        """Stop the server process and its python-backend stubs."""
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # Triton unloads its models, then exits
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # anything left in its group (stubs)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
 
     def _choose_ports(self) -> None:
         self.ports = {}
@@ -221,9 +258,9 @@ class TritonServer:
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        repositories = [str(self.served_repository), str(self.repository)]
+        repositories = self._repository_paths()
         while True:
-            code = self.process.poll()
+            code = self._exit_code()
             if code is not None:
                 raise self._exit_error(code)
             failed = stub_failures(self.log_text(), repositories)
@@ -247,7 +284,7 @@ class TritonServer:
             print(problem)
 
     def _collect_model_problems(self) -> list[ModelProblem]:
-        repositories = [str(self.served_repository), str(self.repository)]
+        repositories = self._repository_paths()
         errors = find_model_errors(self.log_text(), repositories)
         try:
             with requests.post(f"{self.http_url}/v2/repository/index", json={}, timeout=5,
@@ -259,6 +296,10 @@ class TritonServer:
             if entry.get("state") == "UNAVAILABLE" and entry.get("reason") and entry["name"] not in errors:
                 errors[entry["name"]] = entry["reason"]
         return [ModelProblem(model, self._readable(msg)) for model, msg in sorted(errors.items())]
+
+    def _repository_paths(self) -> list[str]:
+        """Where the server sees the repository, to trace a file in a message to its model."""
+        return [str(self.served_repository), str(self.repository)]
 
     def _readable(self, message: str) -> str:
         # The served copy mirrors the learner's repository: show the learner's own paths.
@@ -281,32 +322,17 @@ class TritonServer:
             fix="Read Triton's message above; `triton-course doctor` checks what the server needs.")
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server and its python-backend stubs; safe to call twice."""
-        process, self.process = self.process, None
-        if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)  # Triton unloads its models, then exits
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # anything left in its group (stubs)
-            except ProcessLookupError:
-                pass
-            process.wait()
-        if self._reaper is not None:
-            self._reaper.kill()
-            self._reaper.wait()
-            self._reaper = None
+        """Stop the server (and everything it started); safe to call twice."""
+        if self._launched:
+            self._launched = False
+            self._terminate(timeout)
         if self.served_repository is not None and self.served_repository.parent.name == "served":
             shutil.rmtree(self.served_repository, ignore_errors=True)
         _RUNNING.discard(self)
 
-
     @property
     def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self._launched and self._exit_code() is None
 
     def __enter__(self) -> "TritonServer":
         return self.start()
@@ -363,7 +389,7 @@ class TritonServer:
         except InferenceServerException as exc:
             # Only what this load wrote: an earlier failure of the same model is history.
             errors = find_model_errors(self.log_text()[log_before:],
-                                       [str(self.served_repository), str(self.repository)])
+                                       self._repository_paths())
             raise ModelLoadError([ModelProblem(name, self._readable(errors.get(name) or exc.message()))]) from None
 
     def unload_model(self, name: str) -> None:
