@@ -30,8 +30,14 @@ def cmd_prepare(args) -> int:
 def cmd_serve(args) -> int:
     from .runtimes import server
 
+    extra = {}
+    if args.runtime == "docker":
+        extra = {"image": args.image, "gpus": args.gpus if args.gpus in ("auto", "all", "none") else args.gpus.split(",")}
+    elif args.image or args.gpus != "auto":
+        print("--image and --gpus are for --runtime docker", file=sys.stderr)
+        return 2
     srv = server(args.repository, args.runtime, http_port=args.http_port, grpc_port=args.grpc_port,
-                 metrics_port=args.metrics_port, host=args.host)
+                 metrics_port=args.metrics_port, host=args.host, **extra)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -87,7 +93,10 @@ def parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start a Triton server and keep it running until Ctrl-C")
     serve.add_argument("repository", nargs="?", type=Path, help="model repository (default: the course's models/)")
-    serve.add_argument("--runtime", default="auto", choices=["auto", "embedded", "local"])
+    serve.add_argument("--runtime", default="auto", choices=["auto", "embedded", "local", "docker"],
+                       help="auto: a local tritonserver if there is one, else the embedded one")
+    serve.add_argument("--image", help="docker only: the Triton image (default: $TRITON_IMAGE or the pinned NGC tag)")
+    serve.add_argument("--gpus", default="auto", help="docker only: auto, all, none, or ids like 0,1")
     serve.add_argument("--http-port", type=int)
     serve.add_argument("--grpc-port", type=int)
     serve.add_argument("--metrics-port", type=int)

@@ -85,18 +85,15 @@ def check_gpu() -> Check:
 
 
 def check_docker() -> Check:
-    try:
-        import docker
+    from .runtimes.docker import DockerError, docker_client
 
-        client = docker.from_env(timeout=5)
-        version = client.version().get("Version", "?")
-        client.close()
-        return Check("docker engine", True, f"Docker {version}", required=False)
-    except Exception as exc:  # noqa: BLE001 - any failure means "no usable engine"
-        reason = str(exc).split("\n")[0][:120]
-        return Check("docker engine", False, f"not reachable ({reason})",
-                     "Optional: on a pod there is none (use the embedded server or the NGC image as the pod's image).",
-                     required=False)
+    try:
+        client = docker_client(timeout=5)
+    except DockerError as exc:
+        return Check("docker engine", False, exc.what, exc.fix or "", required=False)
+    version = client.version().get("Version", "?")
+    client.close()
+    return Check("docker engine", True, f"Docker {version}", required=False)
 
 
 def check_packages() -> Check:

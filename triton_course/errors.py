@@ -50,6 +50,9 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"failed to open text file for read (?P<path>\S+): No such file"),
      "The config names a file that is not there ({path}): add it to the model's folder, or remove "
      "the field that names it (label_filename)."),
+    (re.compile(r"is a symbolic link to .* which does not exist where the server runs"),
+     "Copy the file into the repository instead of linking to it: a server in a container sees only "
+     "the folders mounted into it."),
     (re.compile(r"model file not found|unable to find .*model|No such file"),
      "The version folder has no model file: put model.onnx (or model.py for the python backend) "
      "into NAME/<version>/."),
@@ -85,6 +88,8 @@ def suggest_fix(message: str) -> str:
 class CourseError(Exception):
     """Base of the course's errors: `what` happened, what `triton_said`, and the `fix`."""
 
+    source = "Triton"  # whose words triton_said quotes
+
     def __init__(self, what: str, *, triton_said: str | None = None, fix: str | None = None):
         self.what = what
         self.triton_said = triton_said
@@ -94,7 +99,7 @@ class CourseError(Exception):
     def _text(self) -> str:
         lines = [self.what]
         if self.triton_said:
-            lines.append(f"Triton said: {self.triton_said}")
+            lines.append(f"{self.source} said: {self.triton_said}")
         if self.fix:
             lines.append(f"Fix: {self.fix}")
         return "\n".join(lines)

@@ -77,6 +77,10 @@ class TritonPythonModel:
         params = config.get("parameters") or {}
         filename = (params.get("onnx_model_filename") or {}).get("string_value") or "model.onnx"
         path = os.path.join(args["model_repository"], args["model_version"], filename)
+        if os.path.islink(path) and not os.path.exists(path):
+            raise FileNotFoundError(
+                f"'{path}' for model '{self.name}' is a symbolic link to '{os.readlink(path)}', "
+                "which does not exist where the server runs")
         if not os.path.exists(path):
             raise FileNotFoundError(f"unable to find '{path}' for model '{self.name}'")
         with open(path, "rb"):  # a PermissionError here names the file, as Triton's backends do

@@ -35,6 +35,8 @@ LABEL = "triton-course.owner-pid"  # lets a later run remove containers whose ow
 class DockerError(CourseError):
     """The Docker engine, a registry or an image is not as the course needs it."""
 
+    source = "Docker"
+
 
 def image_reference() -> str:
     """The image the course runs: $TRITON_IMAGE, else the pinned NGC release."""
@@ -53,16 +55,20 @@ def docker_client(timeout: int = 60):
         client.ping()
         return client
     except DockerException as exc:
-        text = str(exc)
-        if "Permission denied" in text or "PermissionError" in text:
-            raise DockerError(
-                "Permission denied on the Docker socket.", triton_said=None,
-                fix="Add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again), "
-                    "or use the embedded runtime.") from None
-        raise DockerError(
-            "No Docker engine answers on this machine.",
-            fix="Start one (`sudo systemctl start docker`), or use runtime 'embedded' (it needs no Docker). "
-                "On a rented pod Docker cannot run at all: see docs/pods.md.") from None
+        raise engine_error(str(exc)) from None
+
+
+def engine_error(message: str) -> DockerError:
+    """The DockerError for a failed connection to the engine (Docker's message in `message`)."""
+    if "Permission denied" in message or "PermissionError" in message:
+        return DockerError(
+            "Permission denied on the Docker socket.", triton_said=message,
+            fix="Add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again), "
+                "or use the embedded runtime.")
+    return DockerError(
+        "No Docker engine answers on this machine.", triton_said=message,
+        fix="Start one (`sudo systemctl start docker`), or use runtime 'embedded' (it needs no Docker). "
+            "On a rented pod Docker cannot run at all: see docs/pods.md.")
 
 
 def _split_reference(reference: str) -> tuple[str, str]:
@@ -138,14 +144,13 @@ def _show_progress(event: dict, bars: dict) -> None:
                            leave=True, file=sys.stdout)
     bar = bars[layer]
     if status in ("Downloading", "Extracting") and detail.get("total"):
-        bar.total = detail["total"]
-        bar.set_postfix_str(status.lower())
-        bar.n = detail.get("current", 0)
-        bar.refresh()
+        if bar.total != detail["total"]:
+            bar.reset(total=detail["total"])  # the notebook widget takes a new total only this way
+        bar.set_postfix_str(status.lower(), refresh=False)
+        bar.update(detail.get("current", 0) - bar.n)
     elif status in ("Pull complete", "Already exists", "Download complete"):
-        bar.n = bar.total
-        bar.set_postfix_str(status.lower())
-        bar.refresh()
+        bar.set_postfix_str(status.lower(), refresh=False)
+        bar.update(bar.total - bar.n)
 
 
 def host_gpus() -> list[str]:
@@ -185,21 +190,26 @@ class DockerServer(TritonServer):
         if self._image is None:
             if self.client is None:
                 self.client = docker_client()
-            if self.pull:
-                self._image = pull_image(self.image, progress=True, client=self.client)
-            elif image_present(self.image, self.client):
+            if image_present(self.image, self.client):
                 self._image = self.client.images.get(self.image)
+            elif self.pull:
+                self._image = pull_image(self.image, progress=True, client=self.client)
             else:
                 raise DockerError(f"The image {self.image} is not on this machine.", fix="Pull it first (pull=True).")
         return self._image
 
-    def run_in_image(self, command: list[str], entrypoint: list[str] | None = None) -> str:
-        """Run a short command in a throw-away container of the image and return its output."""
+    def run_in_image(self, command: list[str], entrypoint: list[str] | None = None, timeout: int = 120) -> str:
+        """Run a short command in a throw-away container of the image and return its output
+        (whatever its exit status: `tritonserver --help` exits with 1)."""
         self.ensure_image()
         kwargs = {"entrypoint": entrypoint} if entrypoint else {}
-        out = self.client.containers.run(self.image, command, remove=True, network_disabled=True,
-                                         stdout=True, stderr=True, **kwargs)
-        return out.decode(errors="replace")
+        container = self.client.containers.run(self.image, command, detach=True, network_disabled=True,
+                                               labels={LABEL: str(os.getpid())}, **kwargs)
+        try:
+            container.wait(timeout=timeout)
+            return container.logs(stdout=True, stderr=True).decode(errors="replace")
+        finally:
+            container.remove(force=True)
 
     @property
     def backends(self) -> list[str]:
