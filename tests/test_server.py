@@ -209,3 +209,13 @@ def test_no_orphans_when_the_owner_exits_without_stopping(reference_repo):
     owner, family = _owner_and_server(reference_repo, "exit")
     assert owner.wait(timeout=60) == 0
     assert wait_until_gone(family, 5) == set()
+
+
+def test_exposed_server_keeps_metrics_on_loopback(reference_repo):
+    with start_server(reference_repo, host="0.0.0.0") as srv:
+        listening = {c.laddr.port: c.laddr.ip for c in psutil.Process(srv.process.pid).net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN}
+        assert listening[srv.ports["http"]] in ("0.0.0.0", "::")
+        assert listening[srv.ports["metrics"]] == "127.0.0.1"
+        assert srv.metrics_url.startswith("http://127.0.0.1:")
+        assert classify([photo("coffee")], srv.http_url, k=1)[0][0][0] == "espresso"

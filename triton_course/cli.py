@@ -37,7 +37,7 @@ def cmd_serve(args) -> int:
         print("--image and --gpus are for --runtime docker", file=sys.stderr)
         return 2
     srv = server(args.repository, args.runtime, http_port=args.http_port, grpc_port=args.grpc_port,
-                 metrics_port=args.metrics_port, host=args.host, **extra)
+                 metrics_port=args.metrics_port, host=args.host, metrics_host=args.metrics_host, **extra)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -100,7 +100,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int)
     serve.add_argument("--grpc-port", type=int)
     serve.add_argument("--metrics-port", type=int)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes the server)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address for HTTP and gRPC (0.0.0.0 exposes them to the network)")
+    serve.add_argument("--metrics-host", default="127.0.0.1",
+                       help="address for the metrics port (kept on loopback unless you say otherwise)")
     serve.set_defaults(func=cmd_serve)
 
     cls = sub.add_parser("classify", help="top-5 labels for images from a running server")

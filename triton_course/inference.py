@@ -35,7 +35,9 @@ def _client(url: str, protocol: str, timeout: float):
         import tritonclient.http as httpclient
 
         address = url.split("://", 1)[-1].rstrip("/")
-        return httpclient.InferenceServerClient(address, connection_timeout=timeout, network_timeout=timeout)
+        # An https:// URL (a pod's proxy, say) needs TLS; tritonclient then defaults to port 443.
+        return httpclient.InferenceServerClient(address, connection_timeout=timeout, network_timeout=timeout,
+                                                ssl=url.startswith("https://"))
     if protocol == "grpc":
         import tritonclient.grpc as grpcclient
 

@@ -86,6 +86,7 @@ class TritonServer:
         grpc_port: int | None = None,
         metrics_port: int | None = None,
         host: str = "127.0.0.1",
+        metrics_host: str = "127.0.0.1",
         model_control_mode: str = "none",
         load_models: tuple[str, ...] | list[str] = (),
         extra_args: tuple[str, ...] | list[str] = (),
@@ -94,6 +95,7 @@ class TritonServer:
     ):
         self.repository = Path(repository or models_dir()).expanduser().resolve()
         self.host = host
+        self.metrics_host = metrics_host  # stays on loopback when the API is exposed, unless asked
         self.requested_ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
         self.ports: dict[str, int] = {}
         self.model_control_mode = model_control_mode
@@ -147,7 +149,8 @@ class TritonServer:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self._client_host}:{self.ports['metrics']}/metrics"
+        host = "127.0.0.1" if self.metrics_host in ("0.0.0.0", "") else self.metrics_host
+        return f"http://{host}:{self.ports['metrics']}/metrics"
 
     # --- life cycle --------------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -156,7 +159,7 @@ class TritonServer:
             f"--model-repository={self.served_repository}",
             f"--http-address={self.host}", f"--http-port={self.ports['http']}",
             f"--grpc-address={self.host}", f"--grpc-port={self.ports['grpc']}",
-            f"--metrics-address={self.host}", f"--metrics-port={self.ports['metrics']}",
+            f"--metrics-address={self.metrics_host}", f"--metrics-port={self.ports['metrics']}",
             f"--model-control-mode={self.model_control_mode}",
             "--exit-on-error=false",  # the course decides, after reading why a model failed
             # On stop, wait at most this long for open requests and connections (default 30 s).
@@ -239,11 +242,12 @@ class TritonServer:
     def _choose_ports(self) -> None:
         self.ports = {}
         for name, port in self.requested_ports.items():
+            host = (self.metrics_host if name == "metrics" else self.host) or "0.0.0.0"
             if port is None:
-                port = free_port(self._client_host if self.host != "0.0.0.0" else "0.0.0.0")
+                port = free_port(host)
                 while port in self.ports.values():
-                    port = free_port()
-            elif not port_is_free(port, self.host if self.host else "0.0.0.0"):
+                    port = free_port(host)
+            elif not port_is_free(port, host):
                 raise PortInUseError(port, port_holder(port))
             self.ports[name] = port
 

@@ -265,7 +265,8 @@ class DockerServer(TritonServer):
         """The `docker run` line that does what this server does, for the learner to read."""
         gpus = {"auto": "--gpus=all " if host_gpus() else "", "all": "--gpus=all ", "none": ""}.get(
             self.gpus if isinstance(self.gpus, str) else "", f"--gpus='\"device={','.join(map(str, self.gpus or []))}\"' ")
-        ports = " ".join(f"-p {self.host}:{self.ports.get(k, v)}:{v}" for k, v in CONTAINER_PORTS.items())
+        ports = " ".join(f"-p {self.metrics_host if k == 'metrics' else self.host}:{self.ports.get(k, v)}:{v}"
+                         for k, v in CONTAINER_PORTS.items())
         mounts = " ".join(f"-v {src}:{m['bind']}:ro" for src, m in self.volumes().items())
         return (f"docker run --rm {gpus}--shm-size={self.shm_size} {ports} {mounts} {self.image} "
                 + " ".join(self.command()))
@@ -277,7 +278,8 @@ class DockerServer(TritonServer):
         self.ensure_image()
         _remove_orphaned_containers(self.client)
         name = f"triton-course-{os.getpid()}-{self.log_path.stem.rsplit('-', 1)[-1]}"
-        ports = {f"{inner}/tcp": (self.host, self.ports[key]) for key, inner in CONTAINER_PORTS.items()}
+        ports = {f"{inner}/tcp": (self.metrics_host if key == "metrics" else self.host, self.ports[key])
+                 for key, inner in CONTAINER_PORTS.items()}
         try:
             self.container = self.client.containers.run(
                 self.image, self.command(), name=name, detach=True, ports=ports, volumes=self.volumes(),
