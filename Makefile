@@ -5,6 +5,8 @@ BIN     = $(VENV)/bin
 NBVAL   = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 PORT   ?= 8888
 HOST   ?= 127.0.0.1
+# JupyterLab refuses to run as root unless told; pods and containers often are root.
+ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: setup lab test unit notebooks clean
 
@@ -18,7 +20,7 @@ models/efficientnet_lite0/1/model.onnx: $(VENV)/.installed
 	$(BIN)/triton-course prepare
 
 lab: setup
-	$(BIN)/jupyter lab --ip $(HOST) --port $(PORT) --notebook-dir . notebooks/00_setup.ipynb
+	$(BIN)/jupyter lab --ip $(HOST) --port $(PORT) --notebook-dir . $(ROOT_FLAG) notebooks/00_setup.ipynb
 
 test: setup
 	$(BIN)/python -m pytest tests $(NBVAL) notebooks
