@@ -172,6 +172,18 @@ def test_explicit_mode_load_reports_triton_message(broken_repo):
         srv.unload_model("good")
 
 
+def test_explicit_load_of_a_python_model_without_model_py_fails_fast(tmp_path):
+    model = tmp_path / "repo" / "lonely"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: 0\n')
+    with server(model.parent, model_control_mode="explicit") as srv:
+        started = time.monotonic()
+        with pytest.raises(ModelLoadError) as err:
+            srv.load_model("lonely")
+        assert time.monotonic() - started < 30
+        assert "Python model file not found" in err.value.problems[0].message
+
+
 def test_stop_leaves_no_process(reference_repo):
     srv = start_server(reference_repo)
     pids = {p.pid for p in psutil.Process(srv.process.pid).children(recursive=True)} | {srv.process.pid}

@@ -131,9 +131,13 @@ def served_copy(repository: str | Path, backends: list[str], dest: str | Path) -
     Models that need no change are linked whole: Triton sees and reports on the originals.
     """
     repository, dest = Path(repository).resolve(), Path(dest)
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    # Emptied, not replaced: a container keeps the folder it was given mounted.
+    dest.mkdir(parents=True, exist_ok=True)
+    for child in dest.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
     notes = []
     for model_dir in sorted(p for p in repository.iterdir() if p.is_dir()):
         config = _adaptable_config(model_dir, backends)

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -388,13 +389,34 @@ class TritonServer:
         if self.served_repository is not None and self.served_repository.parent.name == "served":
             self.served_repository, self.notes = served_copy(self.repository, self.backends, self.served_repository)
         log_before = len(self.log_text())
-        try:
-            self.http_client().load_model(name)
-        except InferenceServerException as exc:
+        outcome: dict[str, Exception] = {}
+
+        def load() -> None:
+            try:
+                self.http_client(network_timeout=self.startup_timeout).load_model(name)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller below
+                outcome["error"] = exc
+
+        # The load runs in a thread so that a python stub dying (Triton then waits forever) is
+        # seen in the log and reported at once.
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while worker.is_alive():
+            worker.join(0.2)
+            failed = stub_failures(self.log_text()[log_before:], self._repository_paths())
+            if name in failed:
+                raise ModelLoadError([ModelProblem(name, self._readable(failed[name]))])
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"Loading '{name}' did not finish within {self.startup_timeout:.0f} s.",
+                                       triton_said=self.log_tail(8))
+        error = outcome.get("error")
+        if isinstance(error, InferenceServerException):
             # Only what this load wrote: an earlier failure of the same model is history.
-            errors = find_model_errors(self.log_text()[log_before:],
-                                       self._repository_paths())
-            raise ModelLoadError([ModelProblem(name, self._readable(errors.get(name) or exc.message()))]) from None
+            errors = find_model_errors(self.log_text()[log_before:], self._repository_paths())
+            raise ModelLoadError([ModelProblem(name, self._readable(errors.get(name) or error.message()))])
+        if error is not None:
+            raise error
 
     def unload_model(self, name: str) -> None:
         self.http_client().unload_model(name)
