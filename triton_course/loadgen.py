@@ -1,0 +1,296 @@
+"""The course's load generator: what perf_analyzer measures, in Python, on every machine.
+
+perf_analyzer's pip package needs glibc >= 2.38 (it silently installs a placeholder on
+Ubuntu 22.04 and Debian 12), so the course measures with tritonclient itself:
+
+- closed loop (`measure`, `sweep`): N clients, each sends its next request as soon as the last
+  one returns; after a warm-up, fixed windows are measured until throughput is stable;
+- open loop (`measure_rate`): requests leave on a fixed schedule whatever the server does.
+
+Every request is counted (errors too), and the server's own view (queue and compute times,
+batch sizes it formed) comes from the statistics API beside the client's latencies.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .artifact import INPUT_NAME, OUTPUT_NAME
+from .paths import MODEL_NAME
+
+
+@dataclass
+class Result:
+    """One measured load point: the client's view and the server's."""
+
+    label: str
+    concurrency: int | None
+    rate: float | None
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: np.ndarray = field(repr=False)
+    server: dict = field(default_factory=dict)
+    stable: bool = True
+    first_error: str = ""
+
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second."""
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        return float(np.percentile(self.latencies_ms, p)) if len(self.latencies_ms) else float("nan")
+
+    def row(self) -> dict:
+        return {
+            "config": self.label,
+            "load": f"c={self.concurrency}" if self.concurrency else f"{self.rate:g}/s",
+            "infer/s": round(self.throughput, 1),
+            "p50 ms": round(self.percentile(50), 1),
+            "p90 ms": round(self.percentile(90), 1),
+            "p95 ms": round(self.percentile(95), 1),
+            "p99 ms": round(self.percentile(99), 1),
+            "errors": self.errors,
+            "queue ms": round(self.server.get("queue_ms", float("nan")), 2),
+            "compute ms": round(self.server.get("compute_ms", float("nan")), 2),
+            "batch": round(self.server.get("avg_batch", float("nan")), 2),
+            "stable": self.stable,
+        }
+
+
+def _client(url: str, protocol: str):
+    address = url.split("://", 1)[-1].rstrip("/")
+    if protocol == "grpc":
+        import tritonclient.grpc as module
+    else:
+        import tritonclient.http as module
+    return module, module.InferenceServerClient(address)
+
+
+def _request_maker(module, inputs: np.ndarray, input_name: str, output_name: str):
+    from tritonclient.utils import np_to_triton_dtype
+
+    def make():
+        tensor = module.InferInput(input_name, list(inputs.shape), np_to_triton_dtype(inputs.dtype))
+        tensor.set_data_from_numpy(inputs)
+        return [tensor], [module.InferRequestedOutput(output_name)]
+
+    return make
+
+
+def server_stats(url: str, model: str = MODEL_NAME, protocol: str = "http") -> dict:
+    """Triton's cumulative statistics for a model (the statistics extension), flattened."""
+    _, client = _client(url, protocol)
+    try:
+        kwargs = {"as_json": True} if protocol == "grpc" else {}
+        stats = client.get_inference_statistics(model, **kwargs)["model_stats"]
+    finally:
+        client.close()
+    totals = {"inference_count": 0, "execution_count": 0, "queue_ns": 0, "compute_ns": 0, "success": 0,
+              "batches": {}}
+    for entry in stats:
+        s = entry["inference_stats"]
+        totals["inference_count"] += int(entry.get("inference_count", 0))
+        totals["execution_count"] += int(entry.get("execution_count", 0))
+        totals["success"] += int(s["success"]["count"])
+        totals["queue_ns"] += int(s["queue"]["ns"])
+        totals["compute_ns"] += sum(int(s[k]["ns"]) for k in ("compute_input", "compute_infer", "compute_output"))
+        for b in entry.get("batch_stats") or []:
+            size = int(b["batch_size"])
+            totals["batches"][size] = totals["batches"].get(size, 0) + int(b["compute_infer"]["count"])
+    return totals
+
+
+def _server_delta(before: dict, after: dict) -> dict:
+    requests = after["success"] - before["success"]
+    executions = after["execution_count"] - before["execution_count"]
+    inferences = after["inference_count"] - before["inference_count"]
+    batches = {k: after["batches"].get(k, 0) - before["batches"].get(k, 0) for k in after["batches"]}
+    return {
+        "requests": requests,
+        "executions": executions,
+        "avg_batch": inferences / executions if executions else float("nan"),
+        "queue_ms": (after["queue_ns"] - before["queue_ns"]) / requests / 1e6 if requests else float("nan"),
+        "compute_ms": (after["compute_ns"] - before["compute_ns"]) / requests / 1e6 if requests else float("nan"),
+        "batch_sizes": {k: v for k, v in sorted(batches.items()) if v},
+    }
+
+
+class _Recorder:
+    """Thread-safe log of (end time, latency, error) for every request."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.records: list[tuple[float, float, str | None]] = []
+
+    def add(self, end: float, latency: float, error: str | None) -> None:
+        with self.lock:
+            self.records.append((end, latency, error))
+
+    def between(self, start: float, end: float) -> list[tuple[float, float, str | None]]:
+        with self.lock:
+            return [r for r in self.records if start <= r[0] < end]
+
+
+def _send(client, make, model: str, recorder: _Recorder) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    inputs, outputs = make()
+    started = time.perf_counter()
+    error = None
+    try:
+        client.infer(model, inputs, outputs=outputs)
+    except InferenceServerException as exc:
+        error = exc.message()
+    except Exception as exc:  # noqa: BLE001 - a dropped connection is an error to count, not to hide
+        error = f"{type(exc).__name__}: {exc}"
+    ended = time.perf_counter()
+    recorder.add(ended, ended - started, error)
+
+
+def _windows(recorder, start, window_s, stability, max_windows, deadline_fn):
+    """Measure consecutive windows until the last three agree within `stability` (as perf_analyzer
+    does: throughput and p50 latency within ±10 %), or max_windows pass. Returns (start, end, stable)."""
+    edges = [start]
+    while True:
+        target = edges[-1] + window_s
+        while time.perf_counter() < target:
+            deadline_fn(target)
+        edges.append(target)
+        windows = [recorder.between(a, b) for a, b in zip(edges, edges[1:])]
+        if len(windows) >= 3:
+            last = windows[-3:]
+            rates = [len(w) / window_s for w in last]
+            p50s = [np.median([r[1] for r in w]) if w else float("inf") for w in last]
+            if (min(rates) > 0 and max(rates) / min(rates) - 1 <= stability
+                    and max(p50s) / min(p50s) - 1 <= stability):
+                return edges[-4], edges[-1], True
+        if len(windows) >= max_windows:
+            return edges[-4] if len(edges) >= 4 else edges[0], edges[-1], False
+
+
+def measure(url: str, inputs: np.ndarray, *, concurrency: int = 1, protocol: str = "http",
+            model: str = MODEL_NAME, label: str = "", warmup_s: float = 1.0, window_s: float = 1.0,
+            stability: float = 0.1, max_windows: int = 8, input_name: str = INPUT_NAME,
+            output_name: str = OUTPUT_NAME) -> Result:
+    """Closed loop: `concurrency` clients send `inputs` back to back; a stable stretch of three
+    windows after the warm-up is what is reported."""
+    recorder = _Recorder()
+    stop = threading.Event()
+
+    def worker():
+        module, client = _client(url, protocol)
+        make = _request_maker(module, inputs, input_name, output_name)
+        try:
+            while not stop.is_set():
+                _send(client, make, model, recorder)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(warmup_s)  # load generation, not waiting on a server: the clients are busy meanwhile
+        before = server_stats(url, model, protocol)
+        start, end, stable = _windows(recorder, time.perf_counter(), window_s, stability, max_windows,
+                                      lambda target: time.sleep(min(0.05, max(0.0, target - time.perf_counter()))))
+        after = server_stats(url, model, protocol)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    return _result(label, recorder.between(start, end), end - start, _server_delta(before, after),
+                   concurrency=concurrency, stable=stable)
+
+
+def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 5.0, protocol: str = "http",
+                 model: str = MODEL_NAME, label: str = "", max_in_flight: int = 64,
+                 input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> Result:
+    """Open loop: requests leave every 1/rate seconds whatever the server does (up to
+    max_in_flight at once; a request that finds them all busy is counted as an error)."""
+    recorder = _Recorder()
+    slots = threading.Semaphore(max_in_flight)
+    local = threading.local()
+
+    def fire():
+        if not hasattr(local, "client"):
+            module, local.client = _client(url, protocol)
+            local.make = _request_maker(module, inputs, input_name, output_name)
+        try:
+            _send(local.client, local.make, model, recorder)
+        finally:
+            slots.release()
+
+    before = server_stats(url, model, protocol)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max_in_flight) as pool:
+        n = 0
+        while True:
+            due = start + n / rate
+            if due >= start + seconds:
+                break
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)  # the schedule itself: an open loop sends on time, not on answers
+            if slots.acquire(blocking=False):
+                pool.submit(fire)
+            else:
+                now = time.perf_counter()
+                recorder.add(now, 0.0, f"more than {max_in_flight} requests in flight")
+            n += 1
+    end = time.perf_counter()
+    after = server_stats(url, model, protocol)
+    return _result(label, recorder.between(start, end + 60), end - start, _server_delta(before, after), rate=rate)
+
+
+def _result(label, records, seconds, server, *, concurrency=None, rate=None, stable=True) -> Result:
+    errors = [r[2] for r in records if r[2]]
+    latencies = np.array([r[1] * 1000 for r in records if not r[2]])
+    return Result(label=label, concurrency=concurrency, rate=rate, requests=len(records), errors=len(errors),
+                  seconds=seconds, latencies_ms=latencies, server=server, stable=stable,
+                  first_error=errors[0] if errors else "")
+
+
+def sweep(url: str, inputs: np.ndarray, concurrencies=(1, 2, 4), **kwargs) -> list[Result]:
+    """`measure` at each concurrency."""
+    return [measure(url, inputs, concurrency=c, **kwargs) for c in concurrencies]
+
+
+def table(results: list[Result]) -> str:
+    """A plain-text table of results, one row each."""
+    rows = [r.row() for r in results]
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(row[k])) for row in rows)) for k in keys}
+    lines = ["  ".join(k.rjust(widths[k]) for k in keys)]
+    lines += ["  ".join(str(row[k]).rjust(widths[k]) for k in keys) for row in rows]
+    return "\n".join(lines)
+
+
+def plot(results: list[Result], ax=None, percentile: float = 99):
+    """Throughput against latency, one curve per configuration label."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for label in dict.fromkeys(r.label for r in results):
+        points = [r for r in results if r.label == label]
+        ax.plot([r.percentile(percentile) for r in points], [r.throughput for r in points], marker="o",
+                label=label or "run")
+        for r in points:
+            ax.annotate(f"c={r.concurrency}" if r.concurrency else f"{r.rate:g}/s",
+                        (r.percentile(percentile), r.throughput), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+    ax.set_xlabel(f"p{percentile:g} latency (ms)")
+    ax.set_ylabel("throughput (infer/s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return ax
