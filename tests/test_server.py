@@ -22,16 +22,6 @@ from triton_course.runtimes import EmbeddedServer
 pytestmark = pytest.mark.server
 
 
-def triton_processes() -> list[psutil.Process]:
-    """tritonserver, python-backend stubs and reapers of this machine."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "bin/tritonserver" in cmd or "triton_python_backend_stub" in cmd or "runtimes/reaper.py" in cmd:
-            found.append(proc)
-    return found
-
-
 def wait_until_gone(pids: set[int], seconds: float = 20.0) -> set[int]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

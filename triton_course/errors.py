@@ -204,12 +204,8 @@ def find_model_errors(log_text: str, repositories: list[str] | None = None) -> d
         if detail:
             parse_detail = detail.group("detail").strip()
             continue
-        stub = _STUB_FATAL.search(line)
-        if stub:
-            model = _model_from_path(stub.group("path"), repositories or [])
-            if model:
-                errors.setdefault(model, stub.group("msg").strip())
-            continue
+        if _STUB_FATAL.search(line):
+            continue  # read by stub_failures below
         msg = _log_message(line)
         if msg is None:
             continue
@@ -222,6 +218,8 @@ def find_model_errors(log_text: str, repositories: list[str] | None = None) -> d
                 errors.setdefault(match.group("model"), text)
                 parse_detail = None
                 break
+    for model, message in stub_failures(log_text, repositories or []).items():
+        errors.setdefault(model, message)
     return errors
 
 

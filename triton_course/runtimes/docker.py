@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import CourseError, PortInUseError, ServerStartError
+from ..errors import CourseError, PortInUseError
 from .base import TritonServer, port_holder
 
 # The NGC release whose Triton (2.51.0) is the one inside nvidia-pytriton 0.7.0, so every
