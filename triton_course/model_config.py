@@ -11,6 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from .errors import GENERIC_FIX, ConfigError, suggest_fix
 
 ModelConfig = mc.ModelConfig
+ModelInstanceGroup = mc.ModelInstanceGroup
 
 # ONNX element types -> Triton datatypes (the ModelConfig DataType enum). runner/onnx_model.py keeps
 # its own copy: it runs inside Triton's python stub and imports nothing from the course.
@@ -119,6 +120,15 @@ def python_runner_config(config: ModelConfig, onnx_filename: str = "model.onnx")
     runner.runtime = ""
     runner.default_model_filename = ""
     runner.parameters["onnx_model_filename"].string_value = config.default_model_filename or onnx_filename
+    return runner
+
+
+def torch_runner_config(config: ModelConfig, torchscript_filename: str = "model.pt") -> ModelConfig:
+    """The model served from TorchScript by the course's python-backend PyTorch runner
+    (on the GPU with a KIND_GPU instance group)."""
+    runner = python_runner_config(config)
+    del runner.parameters["onnx_model_filename"]
+    runner.parameters["torchscript_filename"].string_value = torchscript_filename
     return runner
 
 

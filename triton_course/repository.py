@@ -23,7 +23,8 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ConfigError
-from .model_config import ModelConfig, config_from_onnx, python_runner_config, read_config, serves_onnx, to_text
+from .model_config import (ModelConfig, config_from_onnx, python_runner_config, read_config, serves_onnx, to_text,
+                           torch_runner_config)
 
 RUNNER_SOURCE = "onnx_model.py"
 
@@ -70,6 +71,17 @@ def add_model(
     if labels is not None:
         write_file(model_dir / "labels.txt", "\n".join(labels) + "\n")
     write_config(model_dir, config)
+    return model_dir
+
+
+def add_torch_model(repository: str | Path, config: ModelConfig, torchscript: str | Path, *,
+                    version: int = 1, labels: list[str] | None = None) -> Path:
+    """A TorchScript model served by the course's PyTorch runner: config (backend python),
+    NAME/<version>/model.pt and the runner as model.py."""
+    config = torch_runner_config(config)
+    model_dir = add_model(repository, config, torchscript, version=version, labels=labels, filename="model.pt")
+    runner = resources.files("triton_course.runner").joinpath("torch_model.py").read_text()
+    write_file(model_dir / str(version) / "model.py", runner)
     return model_dir
 
 

@@ -69,6 +69,24 @@ def check_tensors(model_name, kind, configured, model_nodes, max_batch_size):
                     f"{len(dims)} dimensions (shape {_shape(dims)})")
 
 
+def _session_options(params):
+    """Thread settings under the onnxruntime backend's own parameter names, so that the same
+    config.pbtxt means the same in the NGC container."""
+    options = ort.SessionOptions()
+
+    def number(key):
+        value = (params.get(key) or {}).get("string_value")
+        if value in (None, ""):
+            return 0  # onnxruntime's default: one thread per core
+        if not value.isdigit():
+            raise ValueError(f"parameter '{key}' must be a whole number of threads, got '{value}'")
+        return int(value)
+
+    options.intra_op_num_threads = number("intra_op_thread_count")
+    options.inter_op_num_threads = number("inter_op_thread_count")
+    return options
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -92,7 +110,7 @@ class TritonPythonModel:
             device_id = int(args.get("model_instance_device_id", 0))
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
             self.device = f"GPU {device_id}"
-        self.session = ort.InferenceSession(path, providers=providers)
+        self.session = ort.InferenceSession(path, _session_options(params), providers=providers)
 
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(config.get("input", [])) != len(inputs):

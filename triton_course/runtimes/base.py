@@ -24,6 +24,7 @@ import psutil
 import requests
 
 from ..errors import ModelLoadError, ModelProblem, PortInUseError, ServerStartError, find_model_errors, stub_failures
+from ..model_config import python_runner_config, serves_onnx
 from ..paths import cache_dir, models_dir
 from ..repository import readable_by_server, served_copy
 
@@ -382,8 +383,10 @@ class TritonServer:
         return grpcclient.InferenceServerClient(self.grpc_address, **kwargs)
 
     # --- model control (explicit mode) -------------------------------------------------------
-    def load_model(self, name: str) -> None:
-        """Load (or reload) a model; a ModelLoadError quotes Triton if it fails."""
+    def load_model(self, name: str, config=None) -> None:
+        """Load (or reload) a model; a ModelLoadError quotes Triton if it fails. With `config`
+        (a ModelConfig), Triton uses it instead of the repository's config.pbtxt (the load API's
+        config override): the file on disk is left as it is."""
         from tritonclient.utils import InferenceServerException
 
         if self.served_repository is not None and self.served_repository.parent.name == "served":
@@ -393,7 +396,17 @@ class TritonServer:
 
         def load() -> None:
             try:
-                self.http_client(network_timeout=self.startup_timeout).load_model(name)
+                override = None
+                if config is not None:
+                    from google.protobuf import json_format
+
+                    served = python_runner_config(config) if self._runner_serves(config) else config
+                    override = json_format.MessageToJson(served)
+                client = self.http_client(network_timeout=self.startup_timeout)
+                try:
+                    client.load_model(name, config=override)
+                finally:
+                    client.close()  # an open connection would make Triton wait for it when it stops
             except Exception as exc:  # noqa: BLE001 - handed to the caller below
                 outcome["error"] = exc
 
@@ -418,8 +431,16 @@ class TritonServer:
         if error is not None:
             raise error
 
+    def _runner_serves(self, config) -> bool:
+        """Whether an ONNX config must be served by the course's python runner on this server."""
+        return serves_onnx(config) and "onnxruntime" not in self.backends
+
     def unload_model(self, name: str) -> None:
-        self.http_client().unload_model(name)
+        client = self.http_client()
+        try:
+            client.unload_model(name)
+        finally:
+            client.close()
 
 
 def _remove_stale_files() -> None:

@@ -1,0 +1,69 @@
+"""Triton python-backend model that serves a TorchScript file with PyTorch, on the GPU when the
+instance group says KIND_GPU.
+
+The course copies this file as model.py next to model.pt. Like the ONNX runner it is
+self-contained: it runs inside Triton's python stub, not in the notebook. Inputs arrive in host
+memory; each execute() moves the batch the scheduler formed to the device in one copy.
+"""
+
+import json
+import os
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.name = config["name"]
+        self.max_batch_size = int(config.get("max_batch_size", 0))
+        params = config.get("parameters") or {}
+        filename = (params.get("torchscript_filename") or {}).get("string_value") or "model.pt"
+        path = os.path.join(args["model_repository"], args["model_version"], filename)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"unable to find '{path}' for model '{self.name}'")
+        if args.get("model_instance_kind") == "GPU":
+            if not torch.cuda.is_available():
+                raise RuntimeError(f"model '{self.name}' asks for KIND_GPU but PyTorch sees no CUDA device "
+                                   f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
+            self.device = torch.device(f"cuda:{int(args.get('model_instance_device_id', 0))}")
+        else:
+            self.device = torch.device("cpu")
+        self.model = torch.jit.load(path, map_location=self.device).eval()
+        self.input_names = [t["name"] for t in config["input"]]
+        self.output_names = [t["name"] for t in config["output"]]
+        where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
+        pb_utils.Logger.log_info(f"torch runner: '{self.name}' serves {filename} with PyTorch {torch.__version__} "
+                                 f"on {self.device} ({where})")
+
+    def execute(self, requests):
+        try:
+            arrays = [[pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names]
+                      for r in requests]
+            sizes = [a[0].shape[0] for a in arrays] if self.max_batch_size > 0 else [None] * len(arrays)
+            if self.max_batch_size > 0:
+                # The requests the dynamic batcher grouped become one batch on the device.
+                feeds = [torch.from_numpy(np.concatenate([a[i] for a in arrays])).to(self.device)
+                         for i in range(len(self.input_names))]
+                with torch.inference_mode():
+                    outputs = self.model(*feeds)
+                outputs = [o.cpu().numpy() for o in (outputs if isinstance(outputs, (tuple, list)) else [outputs])]
+                responses, start = [], 0
+                for size in sizes:
+                    tensors = [pb_utils.Tensor(n, o[start:start + size]) for n, o in zip(self.output_names, outputs)]
+                    responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+                    start += size
+                return responses
+            responses = []
+            for a in arrays:
+                with torch.inference_mode():
+                    outputs = self.model(*[torch.from_numpy(x).to(self.device) for x in a])
+                outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+                tensors = [pb_utils.Tensor(n, o.cpu().numpy()) for n, o in zip(self.output_names, outputs)]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            return responses
+        except Exception as exc:  # noqa: BLE001 - every request must get an answer
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+                    for _ in requests]
