@@ -145,13 +145,11 @@ def main() -> None:
                             agreements.append({"config": f"dynamic_batching {protocol}",
                                                **perf_analyzer.agreement(course, perf)})
                             print(agreements[-1])
-                        else:
-                            continue
-                        report.setdefault("perf_analyzer_example", {
-                            "command": " ".join(perf_analyzer.command(
-                                "dynamic_batching", urls[protocol], protocol=protocol, concurrency=c,
-                                measurement_ms=int(args.window * 1000))),
-                            "output": perf[0].output, "csv": perf[0].report_csv})
+                            report.setdefault("perf_analyzer_example", {
+                                "command": " ".join(perf_analyzer.command(
+                                    "dynamic_batching", urls[protocol], protocol=protocol, concurrency=c,
+                                    measurement_ms=int(args.window * 1000))),
+                                "output": perf[0].output, "csv": perf[0].report_csv})
             report["server"] = server.summary()
             report["runner_log"] = [line for line in server.log_text().splitlines() if "runner:" in line]
             for line in report["runner_log"][:2]:

@@ -66,10 +66,11 @@ def model_processes(server, model: str, since: float | None = None) -> list[psut
             args = child.cmdline()
         except psutil.Error:
             continue
-        if args and args[0].endswith("triton_python_backend_stub") and len(args) > 1:
-            if args[1].rstrip("/").split("/")[-3] == model:  # <repo>/<model>/<version>/model.py
-                if since is None or child.create_time() >= since - 1:  # create_time has 10 ms steps
-                    stubs.append(child)
+        is_stub = len(args) > 1 and args[0].endswith("triton_python_backend_stub")
+        # args[1] is <repo>/<model>/<version>/model.py; create_time has 10 ms steps.
+        if (is_stub and args[1].rstrip("/").split("/")[-3] == model
+                and (since is None or child.create_time() >= since - 1)):
+            stubs.append(child)
     return stubs
 
 
