@@ -84,6 +84,22 @@ def check_gpu() -> Check:
                  "Check the NVIDIA driver (nvidia-smi).", required=False)
 
 
+def check_tensorrt() -> Check:
+    from .tensorrt import find_trtexec
+
+    try:
+        import tensorrt
+
+        api = f"TensorRT {tensorrt.__version__} Python API"
+    except ImportError:
+        api = None
+    trtexec = find_trtexec()
+    found = [x for x in (api, trtexec and f"trtexec at {trtexec}") if x]
+    return Check("tensorrt", bool(found), "; ".join(found) or "no TensorRT Python API, no trtexec",
+                 "Only with a GPU and NVIDIA's Triton or TensorRT image; lesson 8 prints the TensorRT commands "
+                 "and measures its CPU part without it.", required=False)
+
+
 def check_docker() -> Check:
     from .runtimes.docker import DockerError, docker_client
 
@@ -134,7 +150,7 @@ def check_ports(ports=(8000, 8001, 8002)) -> Check:
 
 def run_checks() -> list[Check]:
     return [check_python(), check_packages(), check_embedded(), check_local(), check_gpu(),
-            check_docker(), check_model(), check_ports()]
+            check_tensorrt(), check_docker(), check_model(), check_ports()]
 
 
 def report(checks: list[Check]) -> str:

@@ -69,6 +69,13 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
      "Send at most {max} items in one request, or raise max_batch_size in config.pbtxt."),
     (re.compile(r"unexpected shape for input"),
      "Send the shape the config declares: [batch, *dims] when max_batch_size > 0, dims alone otherwise."),
+    (re.compile(r"configuration specified max-batch (?P<config>\d+) "
+                r"but TensorRT engine only supports max-batch (?P<engine>\d+)"),
+     "Rebuild the engine with a profile whose max batch is {config} (trtexec --maxShapes=NAME:{config}x...; "
+     "triton_course.tensorrt.trtexec_command derives it from the config), or set max_batch_size: {engine}."),
+    (re.compile(r"Version tag does not match|not compatible with this version of TensorRT"),
+     "The engine was built by another TensorRT version: build it again with the TensorRT of the Triton "
+     "that serves it (NVIDIA's TensorRT container of the same release, e.g. 24.10 for tritonserver:24.10)."),
     (re.compile(r"explicit model load / unload is not allowed"),
      "Start the server with --model-control-mode=explicit to load and unload models through the API."),
 ]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageFilter
 
 from .artifact import IMAGE_SIZE
 
@@ -88,3 +89,44 @@ def preprocess(image: Image.Image | str | Path | bytes) -> np.ndarray:
 def batch(images) -> np.ndarray:
     """Preprocess several images into one float32 batch [N, 3, 224, 224]."""
     return np.stack([preprocess(i) for i in images])
+
+
+def _jpeg_again(image: Image.Image, quality: int) -> Image.Image:
+    return Image.open(io.BytesIO(jpeg_bytes(image, quality))).convert("RGB")
+
+
+# What a photo goes through before it reaches a model: framing, light, focus, compression.
+_AUGMENTATIONS = {
+    "flip": lambda im, r: im.transpose(Image.FLIP_LEFT_RIGHT),
+    "rotate": lambda im, r: im.rotate(r.uniform(-15, 15), resample=Image.BILINEAR, expand=False),
+    "zoom": lambda im, r: _zoom(im, r.uniform(0.7, 0.9), r),
+    "brightness": lambda im, r: ImageEnhance.Brightness(im).enhance(r.uniform(0.6, 1.4)),
+    "contrast": lambda im, r: ImageEnhance.Contrast(im).enhance(r.uniform(0.6, 1.4)),
+    "colour": lambda im, r: ImageEnhance.Color(im).enhance(r.uniform(0.3, 1.5)),
+    "blur": lambda im, r: im.filter(ImageFilter.GaussianBlur(r.uniform(0.8, 2.0))),
+    "jpeg": lambda im, r: _jpeg_again(im, r.randint(15, 40)),
+}
+
+
+def _zoom(image: Image.Image, keep: float, rng: random.Random) -> Image.Image:
+    width, height = image.size
+    w, h = int(width * keep), int(height * keep)
+    left, top = rng.randint(0, width - w), rng.randint(0, height - h)
+    return image.crop((left, top, left + w, top + h))
+
+
+def augmented(images: dict[str, Image.Image], per_photo: int = 8, seed: int = 0) -> dict[str, Image.Image]:
+    """`per_photo` altered versions of every image (flips, rotations, crops, light, blur, JPEG
+    artefacts; two alterations each), named 'photo/N:alteration+alteration'. The same seed gives the
+    same set, so accuracy comparisons can be repeated."""
+    rng = random.Random(seed)
+    names = sorted(_AUGMENTATIONS)
+    result = {}
+    for photo_name, image in images.items():
+        for i in range(per_photo):
+            chosen = rng.sample(names, 2)
+            altered = image
+            for name in chosen:
+                altered = _AUGMENTATIONS[name](altered, rng)
+            result[f"{photo_name}/{i}:{'+'.join(chosen)}"] = altered
+    return result

@@ -69,10 +69,25 @@ def check_tensors(model_name, kind, configured, model_nodes, max_batch_size):
                     f"{len(dims)} dimensions (shape {_shape(dims)})")
 
 
-def _session_options(params):
-    """Thread settings under the onnxruntime backend's own parameter names, so that the same
-    config.pbtxt means the same in the NGC container."""
+# optimization { graph { level } } as the onnxruntime backend reads it; 0 (unset) means all.
+GRAPH_LEVELS = {
+    -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    0: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+
+def _session_options(config):
+    """Threads and graph optimizations under the onnxruntime backend's own names, so that the
+    same config.pbtxt means the same in the NGC container."""
+    params = config.get("parameters") or {}
     options = ort.SessionOptions()
+    level = int(((config.get("optimization") or {}).get("graph") or {}).get("level", 0))
+    if level not in GRAPH_LEVELS:
+        raise ValueError(f"optimization graph level {level} is not one onnxruntime knows: use -1 (basic), "
+                         "1 (basic and extended), 2 (none), or leave it out (all)")
+    options.graph_optimization_level = GRAPH_LEVELS[level]
 
     def number(key):
         value = (params.get(key) or {}).get("string_value")
@@ -110,7 +125,7 @@ class TritonPythonModel:
             device_id = int(args.get("model_instance_device_id", 0))
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
             self.device = f"GPU {device_id}"
-        self.session = ort.InferenceSession(path, _session_options(params), providers=providers)
+        self.session = ort.InferenceSession(path, _session_options(config), providers=providers)
 
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(config.get("input", [])) != len(inputs):
