@@ -92,15 +92,15 @@ def test_parse_csv_reads_a_real_h100_report(h100_csv):
     """parse_csv turns perf_analyzer's microseconds into the milliseconds the course reports."""
     (m,) = perf_analyzer.parse_csv(h100_csv, label="pa")
     assert (m.concurrency, m.label, m.load) == (1, "pa", "c=1")
-    assert m.throughput == pytest.approx(138.547)
-    assert m.p50_ms == pytest.approx(6.397)
-    assert m.p90_ms == pytest.approx(7.630)
-    assert m.p95_ms == pytest.approx(8.857)
-    assert m.p99_ms == pytest.approx(23.543)
-    assert m.queue_ms == pytest.approx(2.136)
-    assert m.compute_ms == pytest.approx((114 + 3567 + 51) / 1000)
+    assert m.throughput == pytest.approx(132.981)
+    assert m.p50_ms == pytest.approx(7.161)
+    assert m.p90_ms == pytest.approx(7.976)
+    assert m.p95_ms == pytest.approx(8.388)
+    assert m.p99_ms == pytest.approx(9.674)
+    assert m.queue_ms == pytest.approx(2.170)
+    assert m.compute_ms == pytest.approx((112 + 3850 + 65) / 1000)
     row = m.row()
-    assert row["infer/s"] == 138.5 and row["p99 ms"] == 23.5 and row["compute ms"] == 3.73
+    assert row["infer/s"] == 133.0 and row["p99 ms"] == 9.7 and row["compute ms"] == 4.03
 
 
 def test_parse_csv_refuses_a_report_without_concurrency():
@@ -145,7 +145,7 @@ def test_measure_runs_the_binary_and_parses_its_report(fake_perf_analyzer, h100_
     m = perf_analyzer.measure("http://127.0.0.1:8000", protocol="http", concurrency=3, label="fake",
                               shared_memory=True)
     # the figures are the report's (recorded at c=1), not the arguments'
-    assert (m.label, m.concurrency, m.throughput, m.p99_ms) == ("fake", 1, 138.547, 23.543)
+    assert (m.label, m.concurrency, m.throughput, m.p99_ms) == ("fake", 1, 132.981, 9.674)
     assert m.report_csv == h100_csv
     assert "138.547 infer/sec" in m.output
     args = json.loads(args_file.read_text())

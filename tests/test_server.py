@@ -221,3 +221,17 @@ def test_exposed_server_keeps_metrics_on_loopback(reference_repo):
         assert listening[srv.ports["metrics"]] == "127.0.0.1"
         assert srv.metrics_url.startswith("http://127.0.0.1:")
         assert classify([photo("coffee")], srv.http_url, k=1)[0][0][0] == "espresso"
+
+
+def test_embedded_server_refuses_numpy_2(reference_repo, tmp_path, monkeypatch):
+    # Triton 2.51's python backend returns empty tensors under numpy 2: a clear refusal, not wrong answers.
+    # The stub takes its packages from the Python first on PATH: here a virtual environment with numpy "2.5.2".
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [site_packages] = venv.glob("lib/python3.*/site-packages")
+    (site_packages / "numpy").mkdir()
+    (site_packages / "numpy" / "__init__.py").write_text('__version__ = "2.5.2"\n')
+    monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
+    with pytest.raises(ServerStartError, match="numpy 2.5.2") as caught:
+        start_server(reference_repo, runtime="embedded")
+    assert "numpy==1.26.4" in caught.value.fix

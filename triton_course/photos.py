@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -11,30 +12,34 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from .artifact import IMAGE_SIZE
 
-# name -> (package, loader argument). Every one is inside an installed wheel.
+# name -> (package, file inside it). Each ships inside an installed wheel (scikit-image, scikit-learn)
+# and is read as a file, without importing the package: those pull in SciPy, which is slow to import
+# and tied to one numpy generation.
 PHOTOS = {
-    "coffee": ("skimage", "coffee"),
-    "chelsea": ("skimage", "chelsea"),
-    "rocket": ("skimage", "rocket"),
-    "china": ("sklearn", "china.jpg"),
-    "flower": ("sklearn", "flower.jpg"),
+    "coffee": ("skimage", "data/coffee.png"),
+    "chelsea": ("skimage", "data/chelsea.png"),
+    "rocket": ("skimage", "data/rocket.jpg"),
+    "china": ("sklearn", "datasets/images/china.jpg"),
+    "flower": ("sklearn", "datasets/images/flower.jpg"),
 }
+
+
+def photo_path(name: str) -> Path:
+    """Where a course photo's file is."""
+    if name not in PHOTOS:
+        raise KeyError(f"No course photo '{name}': choose from {', '.join(PHOTOS)}")
+    package, file = PHOTOS[name]
+    spec = find_spec(package)  # locates a top-level package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"Course photo '{name}' comes with the {package} package, which is not installed: "
+                                "run `make setup` in the course folder.")
+    return Path(next(iter(spec.submodule_search_locations))) / file
 
 
 def photo(name: str) -> Image.Image:
     """One course photo as an RGB PIL image."""
-    if name not in PHOTOS:
-        raise KeyError(f"No course photo '{name}': choose from {', '.join(PHOTOS)}")
-    package, key = PHOTOS[name]
-    if package == "skimage":
-        import skimage.data
-
-        array = getattr(skimage.data, key)()
-    else:
-        from sklearn.datasets import load_sample_image
-
-        array = load_sample_image(key)
-    return Image.fromarray(array).convert("RGB")
+    with Image.open(photo_path(name)) as image:
+        return image.convert("RGB")
 
 
 def photos() -> dict[str, Image.Image]:

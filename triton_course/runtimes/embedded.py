@@ -11,6 +11,7 @@ import platform
 import shutil
 import site
 import stat
+import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from .base import TritonServer
 
 MIN_GLIBC = (2, 35)  # the wheel is manylinux_2_35
 TRITON_VERSION = "2.51.0"  # the server inside nvidia-pytriton 0.7.0, the version pyproject.toml pins
+# That server's python backend was built for numpy 1.x: under numpy 2 every tensor a model returns
+# reaches the client with no data (seen on an H100 machine with numpy 2.5), so it is refused.
+MAX_NUMPY_MAJOR = 1
 
 
 @dataclass
@@ -65,6 +69,17 @@ class EmbeddedServer(TritonServer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.installation = find_installation()
+
+    def start(self) -> "TritonServer":
+        if not self._launched:
+            version = stub_numpy_version(self.environment())
+            if int(version.split(".")[0]) > MAX_NUMPY_MAJOR:
+                raise ServerStartError(
+                    f"The embedded Triton {TRITON_VERSION} cannot serve with numpy {version}: its python backend "
+                    "was built for numpy 1.x, and every output would reach the client empty.",
+                    fix="Install numpy 1.26.4 in this Python's environment: `pip install numpy==1.26.4` "
+                        "(`make setup` does it for the course's .venv).")
+        return super().start()
 
     def binary(self) -> Path:
         _make_executable(self.installation.binary)
@@ -109,3 +124,15 @@ def _make_executable(path: Path) -> None:
     mode = path.stat().st_mode
     if not mode & stat.S_IXUSR:
         path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def stub_numpy_version(env: dict[str, str]) -> str:
+    """The numpy version the python stub will import. The stub finds its packages through the Python
+    first on PATH (this one, a virtual environment's site-packages and .pth files included) and puts
+    PYTHONPATH after them (seen on an H100 machine), so the check runs this Python with -I."""
+    result = subprocess.run([sys.executable, "-I", "-c", "import numpy; print(numpy.__version__)"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise ServerStartError("numpy cannot be imported in this Python, and the python backend needs it.",
+                               triton_said=result.stderr.strip()[-400:], fix="Run `make setup` in the course folder.")
+    return result.stdout.strip()
