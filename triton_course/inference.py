@@ -48,6 +48,13 @@ def _client(url: str, protocol: str, timeout: float):
 def infer(url: str, inputs: np.ndarray, *, model: str = MODEL_NAME, protocol: str = "http",
           input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME, timeout: float = 30.0) -> np.ndarray:
     """Send one batch, return the output as a NumPy array; errors quote Triton and say what to do."""
+    return infer_outputs(url, {input_name: inputs}, [output_name], model=model, protocol=protocol,
+                         timeout=timeout)[output_name]
+
+
+def infer_outputs(url: str, inputs: dict[str, np.ndarray], output_names: list[str], *, model: str = MODEL_NAME,
+                  protocol: str = "http", timeout: float = 30.0) -> dict[str, np.ndarray]:
+    """One request with several named inputs (BYTES ones as object arrays); the outputs by name."""
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
     if protocol == "http":
@@ -55,11 +62,15 @@ def infer(url: str, inputs: np.ndarray, *, model: str = MODEL_NAME, protocol: st
     else:
         import tritonclient.grpc as module
     client = _client(url, protocol, timeout)
-    request = module.InferInput(input_name, list(inputs.shape), np_to_triton_dtype(inputs.dtype))
-    request.set_data_from_numpy(inputs)
+    requests = []
+    for name, array in inputs.items():
+        request = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        request.set_data_from_numpy(array)
+        requests.append(request)
     try:
         kwargs = {"client_timeout": timeout} if protocol == "grpc" else {}
-        result = client.infer(model, [request], outputs=[module.InferRequestedOutput(output_name)], **kwargs)
+        result = client.infer(model, requests, outputs=[module.InferRequestedOutput(n) for n in output_names],
+                              **kwargs)
     except InferenceServerException as exc:
         raise InferenceError(f"Triton refused the request to model '{model}' at {url}.",
                              triton_said=exc.message()) from None
@@ -68,7 +79,7 @@ def infer(url: str, inputs: np.ndarray, *, model: str = MODEL_NAME, protocol: st
                                fix="Start one (`triton-course serve`) and pass the URL it prints.") from None
     finally:
         client.close()
-    return result.as_numpy(output_name)
+    return {name: result.as_numpy(name) for name in output_names}
 
 
 def classify(images, url: str, *, model: str = MODEL_NAME, protocol: str = "http", k: int = 5,
