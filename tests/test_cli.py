@@ -22,8 +22,8 @@ def run(*args, timeout=120):
 
 def test_doctor_prints_one_line_per_check():
     result = run("doctor")
-    names = ["python", "packages", "embedded triton", "local tritonserver", "gpu", "tensorrt", "docker engine",
-             "model artifact", "ports 8000-8002"]
+    names = ["python", "packages", "embedded triton", "local tritonserver", "gpu", "tensorrt", "prometheus",
+             "docker engine", "model artifact", "ports 8000-8002"]
     status_lines = [line for line in result.stdout.splitlines() if re.match(r"^(OK|MISSING)", line)]
     assert len(status_lines) == len(names)
     for name, line in zip(names, status_lines):

@@ -100,6 +100,14 @@ def check_tensorrt() -> Check:
                  "and measures its CPU part without it.", required=False)
 
 
+def check_prometheus() -> Check:
+    from .monitoring import INSTALL_FIX, find_prometheus
+
+    found = find_prometheus()
+    return Check("prometheus", found is not None, found or "not installed",
+                 f"For lesson 11's own Prometheus. {INSTALL_FIX}", required=False)
+
+
 def check_docker() -> Check:
     from .runtimes.docker import DockerError, docker_client
 
@@ -150,7 +158,7 @@ def check_ports(ports=(8000, 8001, 8002)) -> Check:
 
 def run_checks() -> list[Check]:
     return [check_python(), check_packages(), check_embedded(), check_local(), check_gpu(),
-            check_tensorrt(), check_docker(), check_model(), check_ports()]
+            check_tensorrt(), check_prometheus(), check_docker(), check_model(), check_ports()]
 
 
 def report(checks: list[Check]) -> str:

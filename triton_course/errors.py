@@ -76,6 +76,9 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"Version tag does not match|not compatible with this version of TensorRT"),
      "The engine was built by another TensorRT version: build it again with the TensorRT of the Triton "
      "that serves it (NVIDIA's TensorRT container of the same release, e.g. 24.10 for tritonserver:24.10)."),
+    (re.compile(r"INVALID_PROTOBUF|Protobuf parsing failed"),
+     "That version's model.onnx is not a valid ONNX file (damaged, or not ONNX at all): replace it, or remove "
+     "the version folder. Versions that were already loaded keep serving."),
     (re.compile(r"the image is empty|not an image|could not be decoded|megapixels this model accepts"),
      "Send the whole encoded file (JPEG or PNG, as it is on disk) within the size limit; this request was "
      "refused on its own and the server goes on serving the others."),

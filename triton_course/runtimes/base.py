@@ -271,7 +271,7 @@ class TritonServer:
                 raise self._exit_error(code)
             failed = stub_failures(self.log_text(), repositories)
             if failed:
-                raise ModelLoadError([ModelProblem(m, self._readable(msg)) for m, msg in failed.items()])
+                raise ModelLoadError([ModelProblem(m, self.readable(msg)) for m, msg in failed.items()])
             if self._status("/v2/health/ready") == 200:
                 break
             if self._status("/v2/health/live") == 200:
@@ -301,13 +301,14 @@ class TritonServer:
         for entry in index:
             if entry.get("state") == "UNAVAILABLE" and entry.get("reason") and entry["name"] not in errors:
                 errors[entry["name"]] = entry["reason"]
-        return [ModelProblem(model, self._readable(msg)) for model, msg in sorted(errors.items())]
+        return [ModelProblem(model, self.readable(msg)) for model, msg in sorted(errors.items())]
 
     def _repository_paths(self) -> list[str]:
         """Where the server sees the repository, to trace a file in a message to its model."""
         return [str(self.served_repository), str(self.repository)]
 
-    def _readable(self, message: str) -> str:
+    def readable(self, message: str) -> str:
+        """Triton's message with the learner's own paths, without the python stub's stack."""
         # The served copy mirrors the learner's repository: show the learner's own paths.
         if self.served_repository:
             message = message.replace(str(self.served_repository), str(self.repository))
@@ -419,7 +420,7 @@ class TritonServer:
             worker.join(0.2)
             failed = stub_failures(self.log_text()[log_before:], self._repository_paths())
             if name in failed:
-                raise ModelLoadError([ModelProblem(name, self._readable(failed[name]))])
+                raise ModelLoadError([ModelProblem(name, self.readable(failed[name]))])
             if time.monotonic() > deadline:
                 raise ServerStartError(f"Loading '{name}' did not finish within {self.startup_timeout:.0f} s.",
                                        triton_said=self.log_tail(8))
@@ -427,7 +428,7 @@ class TritonServer:
         if isinstance(error, InferenceServerException):
             # Only what this load wrote: an earlier failure of the same model is history.
             errors = find_model_errors(self.log_text()[log_before:], self._repository_paths())
-            raise ModelLoadError([ModelProblem(name, self._readable(errors.get(name) or error.message()))])
+            raise ModelLoadError([ModelProblem(name, self.readable(errors.get(name) or error.message()))])
         if error is not None:
             raise error
 

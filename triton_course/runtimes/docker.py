@@ -355,9 +355,9 @@ class DockerServer(TritonServer):
     def _repository_paths(self) -> list[str]:
         return [MOUNT_POINT, *super()._repository_paths()]
 
-    def _readable(self, message: str) -> str:
+    def readable(self, message: str) -> str:
         message = message.replace(f"{MOUNT_POINT}/", f"{self.repository}/")
-        return super()._readable(message)
+        return super().readable(message)
 
 
 def _remove_orphaned_containers(client) -> None:

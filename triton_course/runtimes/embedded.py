@@ -104,7 +104,9 @@ class EmbeddedServer(TritonServer):
         return target.parent
 
     def backend_args(self) -> list[str]:
-        return [f"--backend-directory={self.backend_directory()}"]
+        # The wheel's response-cache implementation (local), for models with response_cache enabled.
+        caches = self.installation.binary.parent.parent / "caches"
+        return [f"--backend-directory={self.backend_directory()}", f"--cache-directory={caches}"]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

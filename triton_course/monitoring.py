@@ -1,0 +1,214 @@
+"""A real Prometheus server scraping Triton's metrics, queried with PromQL through its HTTP API.
+
+The course starts Prometheus itself (Debian's `prometheus` package, or any binary on PATH or in
+$PROMETHEUS) on 127.0.0.1 with a config it writes, keeps its data in a temporary folder, and stops
+it with the notebook, like its Triton servers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from .errors import ServerStartError
+from .runtimes.base import free_port
+
+INSTALL_FIX = ("Install it: `sudo apt-get install prometheus` (Debian, Ubuntu), or download a release from "
+               "https://prometheus.io/download/ and put `prometheus` on PATH (or set $PROMETHEUS to it).")
+
+
+def find_prometheus() -> str | None:
+    return os.environ.get("PROMETHEUS") or shutil.which("prometheus")
+
+
+def unavailable_reason() -> str | None:
+    return None if find_prometheus() else "no prometheus binary on PATH or in $PROMETHEUS. " + INSTALL_FIX
+
+
+def scrape_config(targets: list[str], interval_s: float = 1.0) -> dict:
+    """Prometheus' configuration: scrape Triton's /metrics at `targets` ("127.0.0.1:8002") every
+    `interval_s` seconds (Prometheus' default is 1 minute; a lesson needs seconds)."""
+    interval = f"{int(interval_s * 1000)}ms"
+    return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "scrape_configs": [{"job_name": "triton", "metrics_path": "/metrics",
+                                "static_configs": [{"targets": list(targets)}]}]}
+
+
+def target_of(metrics_url: str) -> str:
+    """'http://127.0.0.1:8002/metrics' -> '127.0.0.1:8002'."""
+    return metrics_url.split("://", 1)[-1].split("/", 1)[0]
+
+
+class Prometheus:
+    """A Prometheus server of this notebook; use as a context manager, or start() and stop()."""
+
+    def __init__(self, targets: list[str], *, interval_s: float = 1.0, host: str = "127.0.0.1",
+                 port: int | None = None, startup_timeout: float = 60.0):
+        self.config = scrape_config(targets, interval_s)
+        self.host, self.port = host, port
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen | None = None
+        self._reaper: subprocess.Popen | None = None
+        self.workdir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "prometheus.yml"
+
+    def start(self) -> "Prometheus":
+        binary = find_prometheus()
+        if binary is None:
+            raise ServerStartError("Prometheus is not installed here.", fix=INSTALL_FIX)
+        self.port = self.port or free_port(self.host)
+        self.workdir = Path(tempfile.mkdtemp(prefix="triton-course-prometheus-"))
+        # JSON is valid YAML: the config is written from the dict as it is.
+        self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
+        with open(self.workdir / "prometheus.log", "wb") as log:
+            self.process = subprocess.Popen(
+                [binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
+                 f"--web.listen-address={self.host}:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        reaper = Path(__file__).with_name("runtimes") / "reaper.py"
+        self._reaper = subprocess.Popen([sys.executable, "-I", str(reaper), str(os.getpid()), str(self.process.pid)],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self.process.poll() is not None:
+                log = self.log_tail()
+                self.stop()
+                raise ServerStartError(f"Prometheus exited while starting (code {self.process_returncode}).",
+                                       triton_said=log, fix="Read its log above; a port in use or a bad config "
+                                                            "are the usual causes.")
+            try:
+                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerStartError(f"Prometheus did not become ready within {self.startup_timeout:.0f} s.")
+            time.sleep(0.2)
+
+    process_returncode = property(lambda self: self.process.returncode if self.process else None)
+
+    def log_tail(self, lines: int = 15) -> str:
+        path = self.workdir / "prometheus.log" if self.workdir else None
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path and path.exists() else ""
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def __enter__(self) -> "Prometheus":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- the HTTP API ------------------------------------------------------------------------
+    def _api(self, path: str, params: dict) -> dict:
+        response = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        body = response.json()
+        if body.get("status") != "success":
+            raise ValueError(f"Prometheus refused the query {params.get('query')!r}: {body.get('error')}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[tuple[dict, float]]:
+        """An instant query: (labels, value) per series."""
+        return [(r["metric"], float(r["value"][1])) for r in self._api("query", {"query": promql})["result"]]
+
+    def query_range(self, promql: str, start: float, end: float, step_s: float = 1.0) -> list[tuple[dict, list]]:
+        """A range query: (labels, [(unix time, value), ...]) per series."""
+        data = self._api("query_range", {"query": promql, "start": start, "end": end, "step": step_s})
+        return [(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
+
+    def targets(self) -> list[dict]:
+        """What Prometheus scrapes and whether the last scrape worked ('up')."""
+        return [{"target": t["labels"].get("instance"), "health": t["health"], "error": t.get("lastError", "")}
+                for t in self._api("targets", {})["activeTargets"]]
+
+    def wait_until_scraped(self, timeout: float = 30.0) -> None:
+        """Until every target has been scraped successfully once."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(t["health"] == "up" for t in self.targets()) and self.query("up == 1"):
+                return
+            time.sleep(0.3)
+        raise ServerStartError("Prometheus has not scraped Triton yet.",
+                               triton_said=json.dumps(self.targets()), fix="Check the target address and that "
+                                                                           "Triton's metrics port answers.")
+
+
+# --- the panels: the same PromQL in the lesson and in the Grafana dashboard ----------------------
+
+def panel_queries(window: str = "$__rate_interval") -> dict[str, tuple[str, str]]:
+    """title -> (PromQL, Grafana unit), per model. `window` is the rate window ("10s" in a short
+    lesson; Grafana's $__rate_interval on a dashboard). p99 needs Triton started with
+    --metrics-config=summary_latencies=true."""
+    def per_request(counter_us: str) -> str:
+        return (f"sum by (model) (rate({counter_us}[{window}])) / "
+                f"sum by (model) (rate(nv_inference_request_success[{window}])) / 1000")
+
+    return {
+        "Requests per second": (f"sum by (model) (rate(nv_inference_request_success[{window}]))", "reqps"),
+        "Failed requests per second": (f"sum by (model) (rate(nv_inference_request_failure[{window}]))", "reqps"),
+        "Average queue time (ms)": (per_request("nv_inference_queue_duration_us"), "ms"),
+        "Average compute time (ms)": (per_request("nv_inference_compute_infer_duration_us"), "ms"),
+        "p99 request latency (ms)": ('max by (model) (nv_inference_request_summary_us{quantile="0.99"}) / 1000', "ms"),
+        "Pending requests": ("sum by (model) (nv_inference_pending_request_count)", "short"),
+    }
+
+
+def grafana_dashboard() -> dict:
+    """A Grafana dashboard (JSON model) with one time-series panel per query, on a Prometheus data
+    source chosen at import."""
+    panels = []
+    for i, (title, (expr, unit)) in enumerate(panel_queries().items()):
+        panels.append({
+            "id": i + 1, "type": "timeseries", "title": title,
+            "gridPos": {"x": 12 * (i % 2), "y": 8 * (i // 2), "w": 12, "h": 8},
+            "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"},
+            "targets": [{"refId": "A", "expr": expr, "legendFormat": "{{model}}",
+                         "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}}],
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
+        })
+    return {
+        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource",
+                      "pluginId": "prometheus", "pluginName": "Prometheus"}],
+        "title": "Triton Inference Server (course)", "uid": "triton-course", "schemaVersion": 39,
+        "editable": True, "refresh": "5s", "time": {"from": "now-15m", "to": "now"},
+        "tags": ["triton"], "panels": panels,
+    }
