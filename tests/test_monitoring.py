@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -37,6 +38,18 @@ def test_without_a_binary_the_error_says_how_to_install(monkeypatch):
     with pytest.raises(ServerStartError, match="not installed") as caught:
         monitoring.Prometheus(["127.0.0.1:1"]).start()
     assert "prometheus.io/download" in caught.value.fix
+
+
+@pytest.mark.skipif(UNAVAILABLE is not None, reason=f"{UNAVAILABLE}")
+def test_a_port_in_use_is_reported_in_prometheus_words():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(monitoring.PrometheusError) as caught:
+            monitoring.Prometheus(["127.0.0.1:1"], port=taken.getsockname()[1]).start()
+    assert "exited while starting" in str(caught.value)
+    assert "address already in use" in caught.value.triton_said
+    assert "Prometheus said:" in str(caught.value)
 
 
 @pytest.mark.server

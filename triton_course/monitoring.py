@@ -1,8 +1,8 @@
 """A real Prometheus server scraping Triton's metrics, queried with PromQL through its HTTP API.
 
 The course starts Prometheus itself (Debian's `prometheus` package, or any binary on PATH or in
-$PROMETHEUS) on 127.0.0.1 with a config it writes, keeps its data in a temporary folder, and stops
-it with the notebook, like its Triton servers.
+$PROMETHEUS) on 127.0.0.1 with a config it writes, keeps its data in a folder of its own, and stops
+it (and removes that folder) with the notebook, like its Triton servers.
 """
 
 from __future__ import annotations
@@ -20,10 +20,17 @@ from pathlib import Path
 import requests
 
 from .errors import ServerStartError
+from .paths import cache_dir
 from .runtimes.base import free_port
 
 INSTALL_FIX = ("Install it: `sudo apt-get install prometheus` (Debian, Ubuntu), or download a release from "
                "https://prometheus.io/download/ and put `prometheus` on PATH (or set $PROMETHEUS to it).")
+
+
+class PrometheusError(ServerStartError):
+    """Prometheus did not start or answer; its own log is quoted."""
+
+    source = "Prometheus"
 
 
 def find_prometheus() -> str | None:
@@ -71,9 +78,12 @@ class Prometheus:
     def start(self) -> "Prometheus":
         binary = find_prometheus()
         if binary is None:
-            raise ServerStartError("Prometheus is not installed here.", fix=INSTALL_FIX)
+            raise PrometheusError("Prometheus is not installed here.", fix=INSTALL_FIX)
         self.port = self.port or free_port(self.host)
-        self.workdir = Path(tempfile.mkdtemp(prefix="triton-course-prometheus-"))
+        # Under the cache's served/ folder: the reaper removes it if this process dies without stop().
+        served = cache_dir() / "served"
+        served.mkdir(parents=True, exist_ok=True)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"prometheus-{os.getpid()}-", dir=served))
         # JSON is valid YAML: the config is written from the dict as it is.
         self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
         with open(self.workdir / "prometheus.log", "wb") as log:
@@ -82,29 +92,29 @@ class Prometheus:
                  f"--web.listen-address={self.host}:{self.port}"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         reaper = Path(__file__).with_name("runtimes") / "reaper.py"
-        self._reaper = subprocess.Popen([sys.executable, "-I", str(reaper), str(os.getpid()), str(self.process.pid)],
+        self._reaper = subprocess.Popen([sys.executable, "-I", str(reaper), str(os.getpid()), str(self.process.pid),
+                                         str(self.workdir)],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
         atexit.register(self.stop)
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self.process.poll() is not None:
-                log = self.log_tail()
+                code, log = self.process.returncode, self.log_tail()
                 self.stop()
-                raise ServerStartError(f"Prometheus exited while starting (code {self.process_returncode}).",
-                                       triton_said=log, fix="Read its log above; a port in use or a bad config "
-                                                            "are the usual causes.")
+                raise PrometheusError(f"Prometheus exited while starting (exit code {code}).", triton_said=log,
+                                      fix="Read its log above: a port in use or a bad config are the usual causes.")
             try:
                 if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
+                log = self.log_tail()
                 self.stop()
-                raise ServerStartError(f"Prometheus did not become ready within {self.startup_timeout:.0f} s.")
+                raise PrometheusError(f"Prometheus did not become ready within {self.startup_timeout:.0f} s.",
+                                      triton_said=log)
             time.sleep(0.2)
-
-    process_returncode = property(lambda self: self.process.returncode if self.process else None)
 
     def log_tail(self, lines: int = 15) -> str:
         path = self.workdir / "prometheus.log" if self.workdir else None
@@ -166,7 +176,7 @@ class Prometheus:
             if all(t["health"] == "up" for t in self.targets()) and self.query("up == 1"):
                 return
             time.sleep(0.3)
-        raise ServerStartError("Prometheus has not scraped Triton yet.",
+        raise PrometheusError("Prometheus has not scraped Triton yet.",
                                triton_said=json.dumps(self.targets()), fix="Check the target address and that "
                                                                            "Triton's metrics port answers.")
 
