@@ -82,6 +82,9 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"the image is empty|not an image|could not be decoded|megapixels this model accepts"),
      "Send the whole encoded file (JPEG or PNG, as it is on disk) within the size limit; this request was "
      "refused on its own and the server goes on serving the others."),
+    (re.compile(r"(API|protocol) is restricted, expecting header '(?P<header>[^']+)'"),
+     "This server keeps that API behind a key: send the header '{header}' with the admin key "
+     "(the course's server object sends it for you: server.admin_headers, server.grpc_admin_headers)."),
     (re.compile(r"explicit model load / unload is not allowed"),
      "Start the server with --model-control-mode=explicit to load and unload models through the API."),
 ]

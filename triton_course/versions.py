@@ -41,7 +41,7 @@ def index(server, settle_s: float = 15.0) -> list[dict]:
     deadline = time.monotonic() + settle_s
     while True:
         with server.http_client() as client:
-            entries = client.get_model_repository_index()
+            entries = client.get_model_repository_index(headers=server.admin_headers)
         busy = any(e.get("state") in ("LOADING", "UNLOADING") for e in entries)
         if not busy or time.monotonic() > deadline:
             break

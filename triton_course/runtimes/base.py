@@ -30,6 +30,9 @@ from ..repository import readable_by_server, served_copy
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
 EXIT_TIMEOUT_SECONDS = 5
+ADMIN_HEADER = "admin-key"
+RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"  # the APIs that change the server
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # gRPC clients send the header under this prefix
 LOG_DAYS_KEPT = 7
 _COUNTER = itertools.count(1)
 
@@ -94,6 +97,7 @@ class TritonServer:
         extra_args: tuple[str, ...] | list[str] = (),
         startup_timeout: float = 120.0,
         strict: bool = True,
+        admin_key: str | None = None,
     ):
         self.repository = Path(repository or models_dir()).expanduser().resolve()
         self.host = host
@@ -112,6 +116,9 @@ class TritonServer:
         self.adapted = False
         self._reaper: subprocess.Popen | None = None
         self.served_repository: Path | None = None
+        # With a key, the model-repository and shared-memory APIs answer only requests that carry it
+        # in the ADMIN_HEADER header; the course's own calls send it.
+        self.admin_key = admin_key
         self.log_path: Path | None = None
         self.startup_seconds: float | None = None
 
@@ -169,7 +176,24 @@ class TritonServer:
             *self.backend_args(),
         ]
         args += [f"--load-model={name}" for name in self.load_models]
-        return args + self.extra_args
+        return args + self.restriction_args() + self.extra_args
+
+    def restriction_args(self) -> list[str]:
+        """Triton's own switches that put the APIs that change the server behind the admin key."""
+        if not self.admin_key:
+            return []
+        rule = f"{RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}"
+        return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The header an HTTP request to a restricted API needs."""
+        return {ADMIN_HEADER: self.admin_key} if self.admin_key else {}
+
+    @property
+    def grpc_admin_headers(self) -> dict[str, str]:
+        """The same for gRPC, whose restricted calls expect the header's name with a prefix."""
+        return {GRPC_HEADER_PREFIX + ADMIN_HEADER: self.admin_key} if self.admin_key else {}
 
     def start(self) -> "TritonServer":
         if self._launched:
@@ -294,11 +318,11 @@ class TritonServer:
         errors = find_model_errors(self.log_text(), repositories)
         try:
             with requests.post(f"{self.http_url}/v2/repository/index", json={}, timeout=5,
-                               headers={"Connection": "close"}) as r:
+                               headers={"Connection": "close", **self.admin_headers}) as r:
                 index = r.json()
         except (requests.RequestException, ValueError):
             index = []
-        for entry in index:
+        for entry in index if isinstance(index, list) else []:  # a refusal is a dict with "error"
             if entry.get("state") == "UNAVAILABLE" and entry.get("reason") and entry["name"] not in errors:
                 errors[entry["name"]] = entry["reason"]
         return [ModelProblem(model, self.readable(msg)) for model, msg in sorted(errors.items())]
@@ -405,7 +429,7 @@ class TritonServer:
                     override = json_format.MessageToJson(served)
                 client = self.http_client(network_timeout=self.startup_timeout)
                 try:
-                    client.load_model(name, config=override)
+                    client.load_model(name, config=override, headers=self.admin_headers)
                 finally:
                     client.close()  # an open connection would make Triton wait for it when it stops
             except Exception as exc:  # noqa: BLE001 - handed to the caller below
@@ -439,7 +463,7 @@ class TritonServer:
     def unload_model(self, name: str) -> None:
         client = self.http_client()
         try:
-            client.unload_model(name)
+            client.unload_model(name, headers=self.admin_headers)
         finally:
             client.close()
 

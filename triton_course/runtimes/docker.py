@@ -235,7 +235,7 @@ class DockerServer(TritonServer):
                 f"--model-control-mode={self.model_control_mode}", "--exit-on-error=false",
                 "--exit-timeout-secs=5"]
         args += [f"--load-model={name}" for name in self.load_models]
-        return args + self.extra_args
+        return args + self.restriction_args() + self.extra_args
 
     def volumes(self) -> dict[str, dict[str, str]]:
         """Read-only bind mounts. When the course adapted the repository, the served copy goes to
