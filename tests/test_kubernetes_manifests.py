@@ -1,0 +1,64 @@
+"""deploy/kubernetes: every manifest validates against the Kubernetes schemas (offline, with
+kubernetes-validate), and the pieces fit together (labels, ports, probes, volume, autoscaler metric)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from triton_course import course_root, metrics, start_server
+
+FOLDER = course_root() / "deploy" / "kubernetes"
+MANIFESTS = sorted(FOLDER.glob("*.yaml"))
+
+
+def _load() -> dict[str, dict]:
+    return {doc["kind"]: doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc}
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifest_validates_against_the_kubernetes_schema(path: Path):
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_a_field_kubernetes_does_not_know_is_caught():
+    service = _load()["Service"]
+    service["spec"]["ports"][0]["targetPorts"] = "http"  # a typo of targetPort
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(service, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_the_pieces_fit_together():
+    docs = _load()
+    deployment, service, hpa = docs["Deployment"], docs["Service"], docs["HorizontalPodAutoscaler"]
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert port_names == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(port_names)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"]["nvidia.com/gpu"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "model-repository")
+    assert f"--model-repository={mount['mountPath']}" in container["args"] and mount["readOnly"]
+    claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "model-repository")["persistentVolumeClaim"]
+    assert claim["claimName"] == docs["PersistentVolumeClaim"]["metadata"]["name"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    rules = yaml.safe_load(docs["ConfigMap"]["data"]["config.yaml"])["rules"]
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] in {r["name"]["as"] for r in rules}
+
+
+@pytest.mark.server
+def test_the_adapter_rule_reads_metrics_triton_exports():
+    rules = yaml.safe_load(_load()["ConfigMap"]["data"]["config.yaml"])["rules"]
+    used = {name for rule in rules for name in re.findall(r"\bnv_[a-z_]+", rule["seriesQuery"] + rule["metricsQuery"])}
+    with start_server() as server:
+        exported = set(metrics.scrape(server.metrics_url))
+    assert used and used <= exported
