@@ -56,6 +56,15 @@ def build_config(
     return config
 
 
+def copy_config(config: ModelConfig, name: str | None = None) -> ModelConfig:
+    """A copy to change without touching the original, renamed when `name` is given."""
+    copy = ModelConfig()
+    copy.CopyFrom(config)
+    if name:
+        copy.name = name
+    return copy
+
+
 def to_text(config: ModelConfig) -> str:
     """config.pbtxt text, as Triton reads it."""
     return text_format.MessageToString(config, use_short_repeated_primitives=True)

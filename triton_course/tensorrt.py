@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, CourseError
-from .model_config import ModelConfig, ModelInstanceGroup, mc, serves_onnx
+from .model_config import ModelConfig, ModelInstanceGroup, copy_config, mc, serves_onnx
 
 PRECISIONS = ("FP32", "FP16", "INT8")
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec",)  # where NVIDIA's containers keep it
@@ -94,14 +94,6 @@ def check_engine_batch(config: ModelConfig, engine_max_batch: int) -> None:
                          f"{config.max_batch_size} but TensorRT engine only supports max-batch {engine_max_batch}"))
 
 
-def _copy(config: ModelConfig, name: str | None) -> ModelConfig:
-    copy = ModelConfig()
-    copy.CopyFrom(config)
-    if name:
-        copy.name = name
-    return copy
-
-
 def _on_gpu(config: ModelConfig, gpus: tuple[int, ...]) -> None:
     """TensorRT runs on GPUs only: one KIND_GPU group unless the config has GPU groups already."""
     if any(g.kind == ModelInstanceGroup.KIND_CPU for g in config.instance_group):
@@ -143,7 +135,7 @@ def ort_tensorrt_config(config: ModelConfig, *, precision: str = "FP16", workspa
                           "accelerator is one of that backend's options.",
                           fix='Set platform: "onnxruntime_onnx" (an ONNX model), or serve an engine with '
                               'platform: "tensorrt_plan" (plan_config).')
-    config = _copy(config, name)
+    config = copy_config(config, name)
     _on_gpu(config, gpus)
     accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
     accelerator.parameters["precision_mode"] = _precision(precision)
@@ -162,7 +154,7 @@ def plan_config(config: ModelConfig, *, gpus: tuple[int, ...] = (), warmup: bool
                 name: str | None = None) -> ModelConfig:
     """The same tensors served from a TensorRT engine: platform tensorrt_plan, NAME/<v>/model.plan.
     The engine keeps the ONNX model's tensor names, so inputs and outputs stay as they are."""
-    config = _copy(config, name)
+    config = copy_config(config, name)
     config.platform, config.backend, config.runtime, config.default_model_filename = "tensorrt_plan", "", "", ""
     config.ClearField("optimization")
     config.ClearField("parameters")
@@ -225,11 +217,13 @@ def unavailable_reason() -> str | None:
     except ImportError:
         return ("TensorRT's Python package is not installed (pip's tensorrt downloads its libraries from "
                 "pypi.nvidia.com; NVIDIA's TensorRT and Triton containers ship it)")
+    return _no_gpu_reason()
+
+
+def _no_gpu_reason() -> str | None:
     import torch
 
-    if not torch.cuda.is_available():
-        return "no CUDA GPU is visible (TensorRT builds and runs engines on an NVIDIA GPU only)"
-    return None
+    return None if torch.cuda.is_available() else "no CUDA GPU is visible (TensorRT runs on an NVIDIA GPU only)"
 
 
 def serving_unavailable_reason(server, backend: str) -> str | None:
@@ -238,11 +232,7 @@ def serving_unavailable_reason(server, backend: str) -> str | None:
     if backend not in server.backends:
         return (f"this Triton ({server.runtime} runtime) has no {backend} backend; the NGC Triton container "
                 "and a pod started from it have it")
-    import torch
-
-    if not torch.cuda.is_available():
-        return "no CUDA GPU is visible (TensorRT runs on an NVIDIA GPU only)"
-    return None
+    return _no_gpu_reason()
 
 
 def build_engine(onnx_path: str | Path, plan_path: str | Path, config: ModelConfig, *, precision: str = "FP16",

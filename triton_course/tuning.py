@@ -10,17 +10,14 @@ from __future__ import annotations
 import psutil
 
 from .loadgen import Result
-from .model_config import ModelConfig, ModelInstanceGroup
+from .model_config import ModelConfig, ModelInstanceGroup, copy_config
 
 
 def batching_config(base: ModelConfig, delay_us: int | None, *, name: str | None = None,
                     preferred: tuple[int, ...] = ()) -> ModelConfig:
     """`base` with dynamic batching (delay_us=None: without it). The scheduler waits at most
     `delay_us` for more requests before it runs what it has."""
-    config = ModelConfig()
-    config.CopyFrom(base)
-    if name:
-        config.name = name
+    config = copy_config(base, name)
     config.ClearField("dynamic_batching")
     if delay_us is not None:
         if base.max_batch_size < 1:
@@ -37,10 +34,7 @@ def instances_config(base: ModelConfig, count: int, *, kind: str = "KIND_CPU", g
     onnxruntime's threads per copy (the onnxruntime backend's intra_op_thread_count)."""
     if count < 1:
         raise ValueError(f"instance_group count must be at least 1, got {count}")
-    config = ModelConfig()
-    config.CopyFrom(base)
-    if name:
-        config.name = name
+    config = copy_config(base, name)
     config.ClearField("instance_group")
     group = config.instance_group.add()
     group.count = count

@@ -11,15 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .artifact import INPUT_NAME, OUTPUT_NAME
-from .model_config import ModelConfig
+from .model_config import ModelConfig, copy_config
 
 
 def with_version_policy(config: ModelConfig, policy: str = "latest", *, num_versions: int = 1,
                         versions: tuple[int, ...] = ()) -> ModelConfig:
     """`config` with a version_policy: 'latest' (the newest `num_versions`), 'all', or 'specific'
     (exactly `versions`). Without one, Triton serves the latest version only."""
-    result = ModelConfig()
-    result.CopyFrom(config)
+    result = copy_config(config)
     result.ClearField("version_policy")
     if policy == "latest":
         result.version_policy.latest.num_versions = num_versions
