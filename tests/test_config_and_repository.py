@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from triton_course import ConfigError, artifact, models_dir
-from triton_course.model_config import (build_config, config_from_onnx, diff, parse_config, python_runner_config,
-                                        read_config, tensor, to_text)
+from triton_course.model_config import (ModelInstanceGroup, build_config, config_from_onnx, diff, parse_config,
+                                        python_runner_config, read_config, tensor, to_text)
 from triton_course.paths import MODEL_NAME
 from triton_course.repository import add_model, add_version, readable_by_server, served_copy, write_file
 
@@ -123,3 +123,39 @@ def test_readable_by_server_follows_permission_bits(tmp_path):
     assert readable_by_server(f)
     f.chmod(0)
     assert not readable_by_server(f)
+
+
+@pytest.mark.parametrize("instance_kind, expect_gpu", [(None, True), ("KIND_GPU", True), ("KIND_CPU", False)])
+def test_a_gpu_serves_model_pt_with_the_pytorch_runner(tmp_path, reference_repo, monkeypatch, instance_kind,
+                                                        expect_gpu):
+    # Pretend PyTorch sees a GPU: the choice is made from the files and the config, and said in the notes.
+    from triton_course import repository
+    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    config = artifact.reference_config()
+    if instance_kind:
+        config.instance_group.add(kind=ModelInstanceGroup.Kind.Value(instance_kind), count=2)
+    repo = tmp_path / "repo"
+    model_dir = add_model(repo, config, artifact.onnx_path(reference_repo))
+    (model_dir / "1" / "model.pt").symlink_to(artifact.torchscript_path(reference_repo))
+    served, notes = served_copy(repo, ["python"], tmp_path / "served")
+    served_config = read_config(served / MODEL_NAME / "config.pbtxt")
+    runner = (served / MODEL_NAME / "1" / "model.py").read_text()
+    if expect_gpu:
+        assert "torchscript_filename" in served_config.parameters and "import torch" in runner
+        assert [(g.kind, g.count) for g in served_config.instance_group] == [
+            (ModelInstanceGroup.KIND_GPU, 2 if instance_kind else 1)]
+        assert "served on the GPU (Test GPU) by the course's PyTorch runner" in notes[0]
+    else:  # the learner asked for CPU instances: the ONNX runner, as everywhere
+        assert "onnx_model_filename" in served_config.parameters and "onnxruntime" in runner
+        assert "python-backend runner" in notes[0]
+
+
+def test_without_model_pt_in_every_version_the_onnx_runner_serves(tmp_path, reference_repo, monkeypatch):
+    from triton_course import repository
+    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    repo = tmp_path / "repo"
+    model_dir = add_model(repo, artifact.reference_config(), artifact.onnx_path(reference_repo))
+    (model_dir / "1" / "model.pt").symlink_to(artifact.torchscript_path(reference_repo))
+    add_version(repo, MODEL_NAME, 2, artifact.onnx_path(reference_repo))  # a new release, ONNX only
+    served, notes = served_copy(repo, ["python"], tmp_path / "served")
+    assert "onnx_model_filename" in read_config(served / MODEL_NAME / "config.pbtxt").parameters

@@ -102,6 +102,18 @@ def onnx_path(repository: str | Path | None = None) -> Path:
     return Path(repository or models_dir()) / MODEL_NAME / "1" / "model.onnx"
 
 
+def torchscript_path(repository: str | Path | None = None) -> Path:
+    return Path(repository or models_dir()) / MODEL_NAME / "1" / "model.pt"
+
+
+def ensure_torchscript(repository: str | Path | None = None, force: bool = False) -> Path:
+    """The built model.pt beside model.onnx: the same network for PyTorch (the GPU runner, libtorch)."""
+    path = torchscript_path(repository)
+    if force or not path.exists():
+        export_torchscript(path)
+    return path
+
+
 def ensure_onnx(repository: str | Path | None = None, force: bool = False) -> Path:
     """The built model.onnx in the reference repository; exported on first use (about 5 s)."""
     path = onnx_path(repository)

@@ -1,4 +1,4 @@
-"""`triton-course` (also `python -m triton_course`): doctor, prepare, serve, classify."""
+"""`triton-course` (also `python -m triton_course`): doctor, prepare, serve, classify, report."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from .errors import CourseError
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import report, run_checks
+    from .doctor import ready, report, run_checks
 
-    checks = run_checks()
+    checks = run_checks(workshop=True)
     print(report(checks))
-    return 1 if any(not c.ok and c.required for c in checks) else 0
+    return 0 if ready(checks) else 1
 
 
 def cmd_prepare(args) -> int:
@@ -32,7 +32,8 @@ def cmd_serve(args) -> int:
 
     extra = {}
     if args.runtime == "docker":
-        extra = {"image": args.image, "gpus": args.gpus if args.gpus in ("auto", "all", "none") else args.gpus.split(",")}
+        gpus = args.gpus if args.gpus in ("auto", "all", "none") else args.gpus.split(",")
+        extra = {"image": args.image, "gpus": gpus}
     elif args.image or args.gpus != "auto":
         print("--image and --gpus are for --runtime docker", file=sys.stderr)
         return 2
@@ -79,10 +80,26 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import default_notebooks, run_report
+
+    paths = args.paths or default_notebooks()
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        print(f"No notebook at: {', '.join(missing)}" if missing else "No notebooks found in notebooks/ or "
+              "labs/solutions/: run this in the course folder, or name the notebooks.", file=sys.stderr)
+        return 2
+    results = run_report(paths, args.output, timeout=args.timeout, echo=lambda line: print(line, flush=True))
+    return 0 if all(r.passed for r in results) else 1
+
+
 def parser() -> argparse.ArgumentParser:
+    from .report import DEFAULT_TIMEOUT
+
     p = argparse.ArgumentParser(
         prog="triton-course",
-        description="Tools of the Triton course: check a machine, build the model, serve it, classify images.")
+        description="Tools of the Triton course: check a machine, build the model, serve it, classify images, "
+                    "run every notebook and report.")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("doctor", help="check what this machine has for the course").set_defaults(func=cmd_doctor)
@@ -113,6 +130,14 @@ def parser() -> argparse.ArgumentParser:
     cls.add_argument("--protocol", default="http", choices=["http", "grpc"])
     cls.add_argument("--top", type=int, default=5)
     cls.set_defaults(func=cmd_classify)
+
+    rep = sub.add_parser("report", help="run the notebooks headless under strict nbval and write an HTML report")
+    rep.add_argument("paths", nargs="*", type=Path,
+                     help="notebooks to run (default: notebooks/*.ipynb, then labs/solutions/*.ipynb)")
+    rep.add_argument("--output", type=Path, default=Path("report.html"), help="where to write the HTML report")
+    rep.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                     help="seconds one notebook may take before it is stopped and counted as failed")
+    rep.set_defaults(func=cmd_report)
     return p
 
 

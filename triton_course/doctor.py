@@ -1,15 +1,32 @@
-"""What this machine has for the course: one OK / MISSING line per thing, with what to do."""
+"""What this machine has for the course: one OK / MISSING line per thing, with what to do.
+
+Meant for a pre-workshop check on a pod: the report fits one screen (SCREEN_LINES lines of at most
+SCREEN_COLUMNS characters), and its last line says whether the machine is ready and which lessons
+change because of what is missing.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
-from .paths import MODEL_NAME, models_dir
+from .paths import MODEL_NAME, cache_dir, course_root, models_dir
+
+SCREEN_LINES = 24
+SCREEN_COLUMNS = 100
+MIN_FREE_GB = 2.0  # the lessons' workspace, served copies of repositories and logs grow to about 1 GB
+STATUS_WIDTH = len("MISSING (required)")
+NAME_WIDTH = len("local tritonserver")
+FIX_WIDTH = SCREEN_COLUMNS - STATUS_WIDTH - len(" -> ")  # a longer fix is cut to fit the screen
 
 
 @dataclass
@@ -19,18 +36,33 @@ class Check:
     detail: str
     fix: str = ""
     required: bool = True
+    lessons: str = ""  # the lessons that change when it is missing ("all" when the course cannot run)
+
+    @property
+    def status(self) -> str:
+        return "OK" if self.ok else ("MISSING (required)" if self.required else "MISSING (optional)")
+
+    def lines(self, with_fix: bool = True) -> list[str]:
+        """The status line, and for a missing item the line that says what to do."""
+        lines = [_fit(f"{self.status:<{STATUS_WIDTH}} {self.name:<{NAME_WIDTH}} {self.detail}")]
+        if with_fix and not self.ok and self.fix:
+            lines.append(_fit(f"{'':<{STATUS_WIDTH}} -> {self.fix}"))
+        return lines
 
     def line(self) -> str:
-        status = "OK" if self.ok else ("MISSING" if self.required else "MISSING (optional)")
-        text = f"{status:<19} {self.name:<18} {self.detail}"
-        return text + (f"\n{'':<19} {'':<18} -> {self.fix}" if not self.ok and self.fix else "")
+        return "\n".join(self.lines())
+
+
+def _fit(text: str, width: int = SCREEN_COLUMNS) -> str:
+    text = " ".join(text.split("\n"))
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def check_python() -> Check:
     version = platform.python_version()
     ok = (3, 10) <= sys.version_info[:2] <= (3, 12)
     return Check("python", ok, f"{version} at {sys.executable}",
-                 "Create the course's virtual environment with Python 3.10, 3.11 or 3.12.")
+                 "Use Python 3.10-3.12 for .venv: `make setup PYTHON=python3.11`.", lessons="all")
 
 
 def check_embedded() -> Check:
@@ -40,18 +72,16 @@ def check_embedded() -> Check:
     try:
         inst = find_installation()
     except ServerStartError as exc:
-        return Check("embedded triton", False, exc.what, exc.fix or "")
+        return Check("embedded triton", False, exc.what, exc.fix or "Run `make setup`.", lessons="all")
     missing = _missing_libraries(inst.stub, extra_paths=[str(inst.libraries)])
     if missing:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         return Check("embedded triton", False, f"python stub lacks {', '.join(missing)}",
-                     f"apt-get install libpython{version} (the shared Python library)")
-    return Check("embedded triton", True, f"Triton {TRITON_VERSION} from nvidia-pytriton ({inst.binary})")
+                     f"apt-get install libpython{version} (the shared Python library)", lessons="all")
+    return Check("embedded triton", True, f"Triton {TRITON_VERSION} from nvidia-pytriton")
 
 
 def _missing_libraries(binary, extra_paths: list[str]) -> list[str]:
-    import os
-
     env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(extra_paths + [os.environ.get("LD_LIBRARY_PATH", "")]))
     try:
         out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, env=env, timeout=20).stdout
@@ -66,22 +96,24 @@ def check_local() -> Check:
     found = find_binary()
     return Check("local tritonserver", found is not None,
                  str(found) if found else "none on PATH or in /opt/tritonserver",
-                 "Only on a pod started from nvcr.io/nvidia/tritonserver:<tag>-py3; the embedded server works without it.",
-                 required=False)
+                 "Only on a pod made from NGC's Triton image (docs/pods.md, set-up 2).",
+                 required=False, lessons="08")
 
 
 def check_gpu() -> Check:
+    fix = "Rent a GPU pod for the GPU parts; every lesson also runs on the CPU."
     smi = shutil.which("nvidia-smi")
     if not smi:
-        return Check("gpu", False, "no nvidia-smi: lessons run on the CPU",
-                     "Rent a GPU pod for the GPU lessons; every lesson also runs on the CPU.", required=False)
+        return Check("gpu", False, "no nvidia-smi: lessons run on the CPU", fix, required=False, lessons="06-08")
     try:
         out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check("gpu", False, f"nvidia-smi failed: {exc}", "Check the NVIDIA driver.", required=False)
-    gpus = [line for line in out.stdout.splitlines() if line.startswith("GPU")]
+        return Check("gpu", False, f"nvidia-smi failed: {exc}", "Check the NVIDIA driver (nvidia-smi).",
+                     required=False, lessons="06-08")
+    # "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)": the UUID says nothing to a person
+    gpus = [line.split(" (UUID")[0] for line in out.stdout.splitlines() if line.startswith("GPU")]
     return Check("gpu", bool(gpus), "; ".join(gpus) or out.stderr.strip()[:200],
-                 "Check the NVIDIA driver (nvidia-smi).", required=False)
+                 "Check the NVIDIA driver (nvidia-smi).", required=False, lessons="06-08")
 
 
 def check_tensorrt() -> Check:
@@ -96,35 +128,56 @@ def check_tensorrt() -> Check:
     trtexec = find_trtexec()
     found = [x for x in (api, trtexec and f"trtexec at {trtexec}") if x]
     return Check("tensorrt", bool(found), "; ".join(found) or "no TensorRT Python API, no trtexec",
-                 "Only with a GPU and NVIDIA's Triton or TensorRT image; lesson 8 prints the TensorRT commands "
-                 "and measures its CPU part without it.", required=False)
+                 "Only on a GPU pod from NGC's Triton image; 08 runs its CPU part without it.",
+                 required=False, lessons="08")
 
 
 def check_prometheus() -> Check:
-    from .monitoring import INSTALL_FIX, find_prometheus
+    from .monitoring import find_prometheus
 
     found = find_prometheus()
     return Check("prometheus", found is not None, found or "not installed",
-                 f"For lesson 11's own Prometheus. {INSTALL_FIX}", required=False)
+                 "`sudo apt-get install prometheus` (or $PROMETHEUS=path); 11 skips its part.",
+                 required=False, lessons="11")
 
 
 def check_docker() -> Check:
     from .runtimes.docker import DockerError, docker_client
 
+    fix = "`sudo systemctl start docker`. Pods have none: 04 then runs without it."
     try:
         client = docker_client(timeout=5)
     except DockerError as exc:
-        return Check("docker engine", False, exc.what, exc.fix or "", required=False)
+        return Check("docker engine", False, exc.what, fix, required=False, lessons="04")
     version = client.version().get("Version", "?")
     client.close()
-    return Check("docker engine", True, f"Docker {version}", required=False)
+    return Check("docker engine", True, f"Docker {version}", required=False, lessons="04")
+
+
+def _course_requirements() -> list[str]:
+    """The pins of the installed course, or of pyproject.toml when the checkout is used without installing
+    it (a machine without internet, where scripts/gpu_env.sh puts it on the path)."""
+    try:
+        return metadata.requires("triton-course") or []
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        if not pyproject.exists():
+            return []
+        with open(pyproject, "rb") as f:
+            return tomllib.load(f)["project"]["dependencies"]
 
 
 def check_packages() -> Check:
     from packaging.requirements import Requirement
 
-    wrong = []
-    for spec in metadata.requires("triton-course") or []:
+    # Packages the machine provides in place of the pins, named on purpose (scripts/gpu_env.sh: the GPU
+    # machine's own CUDA build of PyTorch): reported, not counted as missing.
+    machine_own = {name.strip().lower() for name in os.environ.get("TRITON_COURSE_MACHINE_PACKAGES", "").split(",")
+                   if name.strip()}
+    wrong, own = [], []
+    for spec in _course_requirements():
         req = Requirement(spec)
         if req.marker and not req.marker.evaluate():
             continue
@@ -134,17 +187,27 @@ def check_packages() -> Check:
             wrong.append(f"{req.name} (not installed)")
             continue
         if not req.specifier.contains(installed, prereleases=True):
-            wrong.append(f"{req.name} {installed} (want {req.specifier})")
+            if req.name.lower() in machine_own:
+                own.append(f"{req.name} {installed}")
+            else:
+                wrong.append(f"{req.name} {installed} (want {req.specifier})")
     if wrong:
-        return Check("packages", False, "; ".join(wrong), "Run `make setup` in the course folder.")
+        return Check("packages", False, "; ".join(wrong), "Run `make setup` in the course folder.", lessons="all")
+    if own:
+        return Check("packages", True, f"pinned versions installed; the machine's own {', '.join(own)}")
     return Check("packages", True, "all pinned versions installed")
 
 
 def check_model() -> Check:
-    path = models_dir() / MODEL_NAME / "1" / "model.onnx"
-    if path.exists():
-        return Check("model artifact", True, f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
-    return Check("model artifact", False, f"{path} not built yet", "Run `triton-course prepare`.")
+    """model.onnx (what the lessons serve) and model.pt (TorchScript: the GPU runner, libtorch), both built
+    by `triton-course prepare`."""
+    folder = models_dir() / MODEL_NAME
+    missing = [name for name in ("model.onnx", "model.pt") if not (folder / "1" / name).exists()]
+    if not missing:
+        size = sum((folder / "1" / name).stat().st_size for name in ("model.onnx", "model.pt")) / 1e6
+        return Check("model artifact", True, f"{folder} ({size:.0f} MB)")
+    return Check("model artifact", False, f"not built yet: {', '.join(missing)} in {folder}/1",
+                 "Run `triton-course prepare` (or `make setup`).", lessons="02 on")
 
 
 def check_ports(ports=(8000, 8001, 8002)) -> Check:
@@ -152,14 +215,142 @@ def check_ports(ports=(8000, 8001, 8002)) -> Check:
 
     taken = [f"{p} ({port_holder(p) or 'in use'})" for p in ports if not port_is_free(p)]
     return Check("ports 8000-8002", not taken, "free" if not taken else "taken: " + ", ".join(taken),
-                 "The course picks free ports itself; stop the other server to use Triton's defaults.",
-                 required=False)
+                 "Nothing to do: the course picks free ports itself.",
+                 required=False, lessons="none")
 
 
-def run_checks() -> list[Check]:
-    return [check_python(), check_packages(), check_embedded(), check_local(), check_gpu(),
-            check_tensorrt(), check_prometheus(), check_docker(), check_model(), check_ports()]
+def check_disk(min_free_gb: float = MIN_FREE_GB) -> Check:
+    """Free space where the lessons write: the course folder (workspace/) and the cache (served copies, logs)."""
+    places = {}
+    for folder in (course_root(), cache_dir()):
+        places.setdefault(os.stat(folder).st_dev, folder)  # one line per file system
+    free = {folder: shutil.disk_usage(folder).free / 1e9 for folder in places.values()}
+    detail = ", ".join(f"{gb:.1f} GB free in {folder}" for folder, gb in free.items())
+    tightest = min(free, key=free.get)
+    return Check("disk space", free[tightest] >= min_free_gb, detail,
+                 f"Free {min_free_gb:.0f} GB in {tightest}: `rm -rf workspace` drops old lesson files.",
+                 lessons="all")
+
+
+def check_notebooks(root: Path | None = None) -> Check:
+    """The lessons 00..NN in sequence, each a readable notebook; every lab solution with its student copy."""
+    root = root or course_root()
+    lessons = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    problems = []
+    numbers = [int(p.name[:2]) for p in lessons]
+    gaps = sorted(set(range(max(numbers, default=-1) + 1)) - set(numbers))
+    if not lessons:
+        problems.append("no notebooks/NN_*.ipynb")
+    elif gaps:
+        problems.append("lessons missing: " + ", ".join(f"{n:02d}" for n in gaps))
+    solutions = sorted((root / "labs" / "solutions").glob("*.ipynb"))
+    copies = _student_copy_problems(root, solutions)
+    no_copy = [lab for kind, lab in copies if kind == "missing"]
+    stale = [lab for kind, lab in copies if kind in ("stale", "orphan")]
+    generator_errors = [text for kind, text in copies if kind == "error"]
+    unreadable = [p.name for p in lessons + solutions if _cell_count(p) is None]
+    if unreadable:
+        problems.append("not readable as notebooks: " + ", ".join(unreadable))
+    if no_copy:
+        problems.append("labs without a student copy: " + ", ".join(no_copy))
+    if stale:
+        problems.append("student copies stale or orphaned: " + ", ".join(stale))
+    if generator_errors:
+        problems.append("the student-copy generator failed: " + generator_errors[0])
+    span = f" ({lessons[0].name[:2]}-{lessons[-1].name[:2]})" if lessons else ""
+    detail = f"{len(lessons)} lessons{span}, {len(solutions)} labs"
+    if problems:
+        if generator_errors:
+            fix = "Run `python scripts/make_student_copies.py --check` and fix what it says."
+        elif (no_copy or stale) and not gaps and not unreadable:
+            fix = "Run `python scripts/make_student_copies.py`."
+        else:
+            fix = "Get the course folder again (`git status` shows what changed)."
+        labs = sorted(set(no_copy + stale))
+        parts = ([f"lessons {', '.join(f'{n:02d}' for n in gaps)}"] if gaps else []) + \
+            ([f"labs {', '.join(labs)}"] if labs else [])
+        affected = "all" if unreadable or not lessons or not parts else "; ".join(parts)
+        return Check("notebooks", False, "; ".join(problems), fix, lessons=affected)
+    return Check("notebooks", True, detail + (" with student copies" if solutions else ""))
+
+
+def _student_copy_problems(root: Path, solutions: list[Path]) -> list[tuple[str, str]]:
+    """(missing | stale | orphan | error, lab) from the generator's own --check; without the
+    generator, only the solutions that lack a copy."""
+    script = root / "scripts" / "make_student_copies.py"
+    if not script.is_file():
+        return [("missing", s.stem[:2]) for s in solutions if not (root / "labs" / s.name).exists()]
+    try:
+        out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True,
+                             timeout=120, cwd=root)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [("error", f"generator: {exc}")]
+    found = re.findall(r"^(missing|stale|orphan):\s+labs/(\d\d|\S+?)[_.]", out.stdout, re.M)
+    if out.returncode != 0 and not found:
+        return [("error", (out.stderr or out.stdout).strip().splitlines()[-1][:80])]
+    return found
+
+
+def _cell_count(path: Path) -> int | None:
+    try:
+        return len(json.loads(path.read_text())["cells"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_checks(workshop: bool = False) -> list[Check]:
+    """What a learner's machine needs; `workshop=True` (the command line's doctor) adds what an
+    instructor checks on each pod beforehand: free disk space and the course's notebooks."""
+    checks = [check_python(), check_packages(), check_embedded(), check_local(), check_gpu(),
+              check_tensorrt(), check_prometheus(), check_docker(), check_model(), check_ports()]
+    if workshop:
+        checks += [check_disk(), check_notebooks()]
+    by_name = {c.name: c for c in checks}
+    if by_name["local tritonserver"].ok:
+        # The course picks the local server when there is one: the embedded one is then a spare.
+        by_name["embedded triton"].required = False
+    return checks
+
+
+def summary(checks: list[Check]) -> list[str]:
+    """The last line(s): ready or not, and which lessons change because of what is missing."""
+    required = [c for c in checks if not c.ok and c.required]
+    optional = [c for c in checks if not c.ok and not c.required and c.lessons != "none"]
+    if required:
+        text = "Ready for the course: NO. Fix the MISSING (required) lines: " + ", ".join(
+            f"{c.name} ({_lessons(c)})" for c in required) + "."
+    else:
+        text = "Ready for the course: yes."
+    if optional:
+        by_lessons: dict[str, list[str]] = {}
+        for c in sorted(optional, key=lambda c: c.lessons):
+            by_lessons.setdefault(c.lessons, []).append(c.name)
+        text += " Optional items missing: " + ", ".join(
+            f"{lessons} ({', '.join(names)})" for lessons, names in by_lessons.items()) + \
+            "; those lessons run without them."
+    return textwrap.wrap(text, SCREEN_COLUMNS)
+
+
+def _lessons(check: Check) -> str:
+    if check.lessons == "all":
+        return "every lesson"
+    if check.lessons.startswith(("lesson", "lab")):
+        return check.lessons
+    return f"lessons {check.lessons}" if check.lessons else "lessons"
 
 
 def report(checks: list[Check]) -> str:
-    return "\n".join(c.line() for c in checks)
+    """All lines, at most SCREEN_LINES of at most SCREEN_COLUMNS characters: when everything is
+    missing at once, the fixes of optional items are left out (required ones always stay)."""
+    last = summary(checks)
+    optional_fixes = sum(1 for c in checks if not c.ok and not c.required and c.fix)
+    with_fix = len([line for c in checks for line in c.lines()]) + len(last) <= SCREEN_LINES
+    lines = [line for c in checks for line in c.lines(with_fix=with_fix or c.required)]
+    if not with_fix and optional_fixes:
+        last = textwrap.wrap(" ".join(last) + " (Fixes of optional items left out to fit the screen.)",
+                             SCREEN_COLUMNS)
+    return "\n".join(lines + last)
+
+
+def ready(checks: list[Check]) -> bool:
+    return not any(not c.ok and c.required for c in checks)

@@ -16,6 +16,17 @@ _DATATYPE_FIX = ("'{value}' is not a Triton datatype: use a ModelConfig name suc
 
 # (pattern in Triton's message, the fix). The first match wins, so specific rules come first.
 _FIXES: list[tuple[re.Pattern[str], str]] = [
+    # Ensembles: the maps' keys are the step model's tensor names, the values the ensemble's own tensors.
+    (re.compile(r"is not written: at least one of its depending tensors, '(?P<tensor>[^']+)', is not connected"),
+     "No step writes the ensemble tensor '{tensor}': make one step's output_map value '{tensor}' (the key being "
+     "that model's output name), so that the steps connect."),
+    (re.compile(r"non-existing (input|output) '?(?P<name>[^'\s]+)'? in model '?(?P<model>[^'\s]+?)'?(\s|$)"),
+     "'{name}' is not a tensor of {model}: in input_map and output_map the key is the step model's own tensor "
+     "name (GET /v2/models/{model}/metadata), the value the ensemble's."),
+    (re.compile(r"ensemble input '(?P<tensor>[^']+)' for ensemble .* is not used"),
+     "No step reads the ensemble input '{tensor}': use it as an input_map value of the first step."),
+    (re.compile(r"must equal model name"),
+     "Make name in config.pbtxt the model folder's name (or leave name out: Triton takes the folder's)."),
     (re.compile(r"an initial batch dimension because max_batch_size > 0"),
      "With max_batch_size > 0 Triton adds the batch dimension itself: leave it out of dims "
      "(dims: [ 3, 224, 224 ], not [ -1, 3, 224, 224 ])."),

@@ -15,6 +15,7 @@ as NAME.<time>.bak first.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
@@ -23,10 +24,11 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ConfigError
-from .model_config import (ModelConfig, config_from_onnx, python_runner_config, read_config, serves_onnx, to_text,
-                           torch_runner_config)
+from .model_config import (ModelConfig, ModelInstanceGroup, config_from_onnx, python_runner_config, read_config,
+                           serves_onnx, to_text, torch_runner_config)
 
 RUNNER_SOURCE = "onnx_model.py"
+TORCH_RUNNER_SOURCE = "torch_model.py"
 
 
 def write_file(path: str | Path, content: str | bytes) -> Path | None:
@@ -156,10 +158,41 @@ def served_copy(repository: str | Path, backends: list[str], dest: str | Path) -
         if config is None:
             (dest / model_dir.name).symlink_to(model_dir, target_is_directory=True)
             continue
-        _adapt(model_dir, dest / model_dir.name, config)
-        notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.onnx is served by "
-                     "the course's python-backend runner (same tensors, same checks)")
+        gpu = _gpu_for(model_dir, config)
+        _adapt(model_dir, dest / model_dir.name, config, gpu)
+        if gpu:
+            notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.pt (the same network, exported "
+                         f"to TorchScript) is served on the GPU ({gpu}) by the course's PyTorch runner")
+        else:
+            notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.onnx is served by "
+                         "the course's python-backend runner (same tensors, same checks)")
     return dest, notes
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_device_name() -> str | None:
+    """The first GPU PyTorch can use here, or None (also when TRITON_COURSE_DEVICE=cpu asks for the CPU)."""
+    if os.environ.get("TRITON_COURSE_DEVICE", "").lower() == "cpu":
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def _gpu_for(model_dir: Path, config: ModelConfig) -> str | None:
+    """The GPU on which the PyTorch runner serves this ONNX model instead of the ONNX runner, or None.
+
+    Only where every version folder also holds model.pt (the TorchScript export of the same network;
+    the reference repository has both), the config does not ask for CPU instances, and PyTorch sees a GPU:
+    the python backend has no CUDA onnxruntime to use."""
+    if any(group.kind == ModelInstanceGroup.KIND_CPU for group in config.instance_group):
+        return None
+    versions = [v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit()]
+    if not versions or not all((v / "model.pt").exists() and readable_by_server(v / "model.pt") for v in versions):
+        return None
+    return cuda_device_name()
 
 
 def _adaptable_config(model_dir: Path, backends: list[str]) -> ModelConfig | None:
@@ -211,9 +244,9 @@ def _autocomplete(model_dir: Path, config: ModelConfig) -> ModelConfig:
     return merged
 
 
-def _adapt(model_dir: Path, target: Path, config: ModelConfig) -> None:
+def _adapt(model_dir: Path, target: Path, config: ModelConfig, gpu: str | None = None) -> None:
     target.mkdir()
-    runner = resources.files("triton_course.runner").joinpath(RUNNER_SOURCE).read_text()
+    runner = resources.files("triton_course.runner").joinpath(TORCH_RUNNER_SOURCE if gpu else RUNNER_SOURCE).read_text()
     for item in model_dir.iterdir():
         if item.name == "config.pbtxt" or item.name.endswith(".bak"):
             continue
@@ -231,4 +264,24 @@ def _adapt(model_dir: Path, target: Path, config: ModelConfig) -> None:
                 (version / "model.py").write_text(runner)
         else:
             (target / item.name).symlink_to(item)
-    (target / "config.pbtxt").write_text(to_text(python_runner_config(config)))
+    (target / "config.pbtxt").write_text(to_text(runner_config(config, gpu=bool(gpu))))
+
+
+def runner_config(config: ModelConfig, gpu: bool) -> ModelConfig:
+    """The config of an ONNX model as the course's runner serves it: the PyTorch runner on the GPU
+    (one KIND_GPU instance unless the config says otherwise), or the ONNX runner."""
+    if not gpu:
+        return python_runner_config(config)
+    served = torch_runner_config(config)
+    if not served.instance_group:
+        served.instance_group.add(kind=ModelInstanceGroup.KIND_GPU, count=1)
+    return served
+
+
+def served_on_gpu(served_model_dir: Path) -> bool:
+    """Whether the served copy of a model runs the PyTorch runner (the GPU path of `served_copy`)."""
+    config_path = served_model_dir / "config.pbtxt"
+    try:
+        return config_path.exists() and "torchscript_filename" in read_config(config_path).parameters
+    except (ConfigError, OSError, UnicodeDecodeError):
+        return False

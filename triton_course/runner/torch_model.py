@@ -31,6 +31,9 @@ class TritonPythonModel:
             self.device = torch.device(f"cuda:{int(args.get('model_instance_device_id', 0))}")
         else:
             self.device = torch.device("cpu")
+        # Full FP32 on the GPU (no TF32 in matmuls and convolutions), so that the answers match the ONNX model's.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
         self.model = torch.jit.load(path, map_location=self.device).eval()
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]

@@ -24,9 +24,9 @@ import psutil
 import requests
 
 from ..errors import ModelLoadError, ModelProblem, PortInUseError, ServerStartError, find_model_errors, stub_failures
-from ..model_config import python_runner_config, serves_onnx
+from ..model_config import serves_onnx
 from ..paths import cache_dir, models_dir
-from ..repository import readable_by_server, served_copy
+from ..repository import readable_by_server, runner_config, served_copy, served_on_gpu
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
 EXIT_TIMEOUT_SECONDS = 5
@@ -307,11 +307,26 @@ class TritonServer:
                     fix="Read the log above (server.log_text()): a model may still be loading; "
                         "pass a longer startup_timeout if it is only slow.")
             time.sleep(0.2)
+        self._wait_for_metrics(deadline)
         self.model_problems = self._collect_model_problems()
         if self.model_problems and self.strict:
             raise ModelLoadError(self.model_problems)
         for problem in self.model_problems:
             print(problem)
+
+    def _wait_for_metrics(self, deadline: float) -> None:
+        """Triton opens its metrics port a moment after HTTP answers ready (seen on a GPU machine, where it
+        sets up GPU metrics first): wait for it too, so that a scrape right after start() finds it."""
+        if "--allow-metrics=false" in self.extra_args:
+            return
+        host = "127.0.0.1" if self.metrics_host in ("0.0.0.0", "") else self.metrics_host
+        give_up = min(deadline, time.monotonic() + 10)
+        while time.monotonic() < give_up:
+            try:
+                with socket.create_connection((host, self.ports["metrics"]), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
 
     def _collect_model_problems(self) -> list[ModelProblem]:
         repositories = self._repository_paths()
@@ -346,7 +361,10 @@ class TritonServer:
             if "already in use" in line:
                 port = next((p for p in self.ports.values() if f":{p}'" in line or f":{p} " in line), None)
                 return PortInUseError(port or 0, port_holder(port) if port else None, triton_said=line.strip())
-        errors = [line.strip() for line in text.splitlines() if line.startswith("E") or "error" in line.lower()]
+        # A bad command-line option: Triton prints its whole usage text after the one line that matters.
+        errors = [line.strip() for line in text.splitlines() if line.startswith(("Bad option", "invalid argument"))]
+        errors = errors or [line.strip() for line in text.splitlines()
+                            if line.startswith("E") or "error" in line.lower()]
         return ServerStartError(
             f"Triton ({self.runtime}) exited with code {code} while starting.",
             triton_said="\n".join(errors[-5:]) or self.log_tail(8),
@@ -425,7 +443,10 @@ class TritonServer:
                 if config is not None:
                     from google.protobuf import json_format
 
-                    served = python_runner_config(config) if self._runner_serves(config) else config
+                    served = config
+                    if self._runner_serves(config):
+                        on_gpu = self.served_repository is not None and served_on_gpu(self.served_repository / name)
+                        served = runner_config(config, gpu=on_gpu)
                     override = json_format.MessageToJson(served)
                 client = self.http_client(network_timeout=self.startup_timeout)
                 try:

@@ -1,0 +1,98 @@
+"""Lab 06 checks: two CPU copies loaded on a real server, and GPU placement read by Triton's schema."""
+
+from __future__ import annotations
+
+import pytest
+
+import triton_course
+from triton_course import artifact, repository, tuning
+from triton_course.checks import lab06
+
+HEAD = """
+name: "two_copies"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input { name: "input" data_type: TYPE_FP32 dims: [3, 224, 224] }
+output { name: "logits" data_type: TYPE_FP32 dims: [1000] label_filename: "labels.txt" }
+"""
+THREADS = 'parameters { key: "intra_op_thread_count" value: { string_value: "1" } }\n'
+RIGHT = HEAD + "instance_group [ { count: 2, kind: KIND_CPU } ]\n" + THREADS
+
+
+@pytest.fixture(scope="module")
+def server(reference_repo, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("lab06") / "model_repository"
+    repository.add_version(repo, lab06.MODEL, 1, artifact.ensure_onnx())
+    repository.write_file(repo / lab06.MODEL / "labels.txt", "\n".join(artifact.labels()) + "\n")
+    with triton_course.start_server(repo, model_control_mode="explicit") as s:
+        yield s
+
+
+def test_right_config_passes(server):
+    verdict = lab06.check_cpu_copies(server, RIGHT)
+    assert verdict.ok, verdict
+    assert "'espresso'" in verdict.confirmation
+
+
+def test_modelconfig_message_and_two_groups_pass(server):
+    config = tuning.instances_config(artifact.reference_config(), 2, threads=1, name="two_copies")
+    assert lab06.check_cpu_copies(server, config).ok
+    two_groups = HEAD + "instance_group [ { count: 1, kind: KIND_CPU }, { count: 1, kind: KIND_CPU } ]\n" + THREADS
+    assert lab06.check_cpu_copies(server, two_groups).ok
+
+
+def test_kind_gpu_without_gpu_quotes_triton(server):
+    verdict = lab06.check_cpu_copies(server, RIGHT.replace("KIND_CPU", "KIND_GPU"))
+    assert "has kind KIND_GPU but no GPUs are available" in verdict.triton_said
+    assert "Use kind: KIND_CPU" in verdict.hint
+
+
+def test_count_zero(server):
+    verdict = lab06.check_cpu_copies(server, RIGHT.replace("count: 2", "count: 0"))
+    assert "count: 0, which Triton reads as 'not set'" in str(verdict)
+
+
+def test_one_copy_and_no_group(server):
+    assert "Triton loaded 1 CPU copy" in str(lab06.check_cpu_copies(server, RIGHT.replace("count: 2", "count: 1")))
+    assert "There is no instance_group" in str(lab06.check_cpu_copies(server, HEAD + THREADS))
+
+
+def test_kind_left_out(server):
+    verdict = lab06.check_cpu_copies(server, RIGHT.replace(", kind: KIND_CPU", ""))
+    assert "has no kind (KIND_AUTO)" in str(verdict)
+
+
+def test_thread_parameter_mistakes(server):
+    verdict = lab06.check_cpu_copies(server, RIGHT.replace('string_value: "1"', "string_value: 1"))
+    assert "Expected string" in verdict.triton_said and 'string_value: "1"' in verdict.hint
+    verdict = lab06.check_cpu_copies(server, RIGHT.replace("intra_op_thread_count", "intra_op_threads"))
+    assert "No parameter 'intra_op_thread_count'" in str(verdict) and "intra_op_threads" in str(verdict)
+    assert "is '2'" in str(lab06.check_cpu_copies(server, RIGHT.replace('string_value: "1"', 'string_value: "2"')))
+
+
+GPU_RIGHT = "instance_group [ { count: 2, kind: KIND_GPU, gpus: [ 0 ] }, { count: 1, kind: KIND_GPU, gpus: [ 1 ] } ]"
+
+
+def test_gpu_placement_right():
+    assert lab06.check_gpu_placement(GPU_RIGHT).ok
+    assert lab06.check_gpu_placement(GPU_RIGHT.replace("instance_group [ {", "instance_group {")
+                                     .replace("}, {", "}\ninstance_group {").replace("] } ]", "] }")).ok
+
+
+def test_gpu_placement_count_is_per_gpu():
+    verdict = lab06.check_gpu_placement("instance_group [ { count: 2, kind: KIND_GPU, gpus: [ 0, 1 ] } ]")
+    assert "2 on GPU 0, 2 on GPU 1 (4 in all)" in str(verdict)
+    assert "count is per GPU" in str(verdict)
+    verdict = lab06.check_gpu_placement("instance_group [ { count: 3, kind: KIND_GPU } ]")
+    assert "3 on GPU 0, 3 on GPU 1 (6 in all)" in str(verdict)
+
+
+def test_gpu_placement_other_mistakes():
+    assert "kind KIND_CPU" in str(lab06.check_gpu_placement(GPU_RIGHT.replace("KIND_GPU", "KIND_CPU")))
+    assert "has no kind" in str(lab06.check_gpu_placement(GPU_RIGHT.replace("kind: KIND_GPU, ", "")))
+    one_and_two = GPU_RIGHT.replace("[ 1 ] }", "[ 2 ] }").replace("[ 0 ]", "[ 1 ]")
+    assert "GPUs 0 and 1 only" in str(lab06.check_gpu_placement(one_and_two))
+    verdict = lab06.check_gpu_placement("instance_group [ { count: 2, kind: GPU, gpus: [ 0 ] } ]")
+    assert "Triton's config parser cannot read it" in str(verdict)
+    assert 'has no value named "GPU"' in verdict.triton_said or "GPU" in verdict.triton_said
+    assert "Write the instance_group lines" in str(lab06.check_gpu_placement({"count": 2}))

@@ -1,0 +1,108 @@
+"""What the checks of labs 05-09 share: load a learner's config.pbtxt on the lab's server, read the
+config Triton made of it, and send a short burst of concurrent requests.
+
+The learner's text is written as it is and loaded by Triton itself, so a mistake is reported in
+Triton's own words (a parse error included); the checks then look at the config as the server
+reports it, with Triton's defaults filled in.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ..errors import ModelLoadError, suggest_fix
+from ..model_config import ModelConfig, parse_config, to_text
+from . import Verdict, failed
+
+
+def answer_text(answer) -> str | None:
+    """The config text of an answer given as text or as a ModelConfig message; None otherwise."""
+    if isinstance(answer, ModelConfig):
+        return to_text(answer)
+    if isinstance(answer, str) and answer.strip():
+        return answer
+    return None
+
+
+def load_answer(server, model: str, answer, exercise: str,
+                hints: dict[str, str] | None = None) -> tuple[dict | None, Verdict | None]:
+    """Write `answer` as `model`/config.pbtxt in the server's repository and load it.
+
+    Returns (the config as the server reports it, None), or (None, a failed Verdict that quotes
+    Triton). `hints` maps a piece of Triton's message to the hint for it (first match wins)."""
+    text = answer_text(answer)
+    if text is None:
+        return None, failed(exercise, f"Your answer is {type(answer).__name__} {answer!r:.60}: write the text of "
+                            "config.pbtxt as a Python string (between triple quotes).",
+                            hint='CONFIG = """\nname: "..."\n...\n"""')
+    model_dir = Path(server.repository) / model
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(text)
+    try:
+        server.load_model(model)
+    except ModelLoadError as error:
+        message = error.problems[0].message
+        hint = next((h for part, h in (hints or {}).items() if part in message), None) or suggest_fix(message)
+        return None, failed(exercise, f"Triton refused to load '{model}' with your config.pbtxt.",
+                            triton_said=message, hint=hint)
+    with server.http_client() as client:
+        return client.get_model_config(model), None
+
+
+def learner_config(answer) -> ModelConfig:
+    """The learner's own config (what they wrote, without Triton's defaults). Call only after
+    Triton loaded it: it parses then."""
+    return parse_config(answer_text(answer))
+
+
+def burst(server, model: str, inputs: dict, requests: int = 16, clients: int = 8) -> list[str]:
+    """`requests` requests from `clients` threads at once (HTTP); Triton's error messages, if any."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+    errors: list[str] = []
+    lock = threading.Lock()
+    per_client = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
+    start = threading.Barrier(clients)
+
+    def client_thread(count: int) -> None:
+        client = httpclient.InferenceServerClient(server.http_address, network_timeout=60)
+        try:
+            tensors = []
+            for name, array in inputs.items():
+                tensor = httpclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+                tensor.set_data_from_numpy(array)
+                tensors.append(tensor)
+            start.wait()  # every client sends at the same moment: that is what lets batches form
+            for _ in range(count):
+                try:
+                    client.infer(model, tensors)
+                except InferenceServerException as exc:
+                    with lock:
+                        errors.append(exc.message())
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_thread, args=(n,), daemon=True) for n in per_client]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return errors
+
+
+def statistics(server, model: str) -> dict:
+    """Triton's statistics answer for `model` (GET /v2/models/<model>/stats), as the HTTP client gives it."""
+    with server.http_client() as client:
+        return client.get_inference_statistics(model)
+
+
+def executions_by_batch_size(stats: dict) -> dict[int, int]:
+    """The course's reading of batch_stats: batch size -> how many times the model ran that size."""
+    sizes: dict[int, int] = {}
+    for entry in stats["model_stats"]:
+        for row in entry.get("batch_stats") or []:
+            size = int(row["batch_size"])
+            sizes[size] = sizes.get(size, 0) + int(row["compute_infer"]["count"])
+    return dict(sorted(sizes.items()))
