@@ -3,7 +3,9 @@
     python scripts/gpu_summary.py OUTDIR [OUTDIR ...] > docs/gpu_check.md
 
 Per notebook: cells passed/failed/skipped and seconds; per test file the same; the GPU and the evidence that
-it was used (utilisation and memory from nvidia-smi, and which processes held GPU memory).
+it was used (utilisation and memory from nvidia-smi, and which processes held GPU memory). Give the folders
+in the order they ran: a test run again in a later folder (after a fix) counts with its last result. Lessons,
+labs and test files that no folder ran are listed as not run.
 """
 
 from __future__ import annotations
@@ -29,16 +31,25 @@ def _cases(junit: Path):
             source = f"{folder.replace('.', '/')}/{notebook}.ipynb"
         else:
             source = classname.replace(".", "/") + ".py"
-        yield source, outcome, float(case.get("time", 0))
+        yield source, case.get("name", ""), outcome, float(case.get("time", 0))
 
 
 def per_file(folders: list[Path]) -> dict[str, dict]:
-    table: dict[str, dict] = defaultdict(lambda: {"passed": 0, "failed": 0, "skipped": 0, "seconds": 0.0})
+    last: dict[tuple[str, str], tuple[str, float]] = {}
     for folder in folders:
-        for source, outcome, seconds in _cases(folder / "junit.xml"):
-            table[source][outcome] += 1
-            table[source]["seconds"] += seconds
+        for source, name, outcome, seconds in _cases(folder / "junit.xml"):
+            last[source, name] = outcome, seconds
+    table: dict[str, dict] = defaultdict(lambda: {"passed": 0, "failed": 0, "skipped": 0, "seconds": 0.0})
+    for (source, _), (outcome, seconds) in last.items():
+        table[source][outcome] += 1
+        table[source]["seconds"] += seconds
     return dict(sorted(table.items()))
+
+
+def not_run(rows: dict[str, dict]) -> list[str]:
+    root = Path(__file__).resolve().parents[1]
+    everything = [*root.glob("tests/test_*.py"), *root.glob("notebooks/*.ipynb"), *root.glob("labs/solutions/*.ipynb")]
+    return sorted(str(p.relative_to(root)) for p in everything if str(p.relative_to(root)) not in rows)
 
 
 def gpu_evidence(folders: list[Path]) -> list[str]:
@@ -70,13 +81,18 @@ def main(folders: list[Path]) -> str:
     total = {k: sum(r[k] for r in rows.values()) for k in ("passed", "failed", "skipped", "seconds")}
     finished = [line for folder in folders for line in (folder / "pytest.txt").read_text().splitlines()
                 if line.startswith("gpu_check:")]
+    dates = sorted({suite.get("timestamp", "")[:10] for folder in folders
+                    for suite in ET.parse(folder / "junit.xml").getroot().iter("testsuite")})
     out = ["# The course on a GPU: the recorded run", "",
-           f"GPU: {gpu}.", "",
+           f"GPU: {gpu}. Date: {', '.join(dates)}.", "",
            "Made by `scripts/gpu_check.sh` (see its header for the set-up) and `scripts/gpu_summary.py`.", "",
            "## Result", "",
            f"{total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped; "
            f"{total['seconds'] / 60:.1f} minutes of tests.", ""]
     out += [f"- `{line}`" for line in finished]
+    missing = not_run(rows)
+    if missing:
+        out += ["", "Not run on the GPU in this record: " + ", ".join(f"`{m}`" for m in missing) + "."]
     out += ["", "## Evidence that the GPU was used", ""] + gpu_evidence(folders)
     out += ["", "## Per notebook and test file", "", "| file | passed | failed | skipped | seconds |",
             "|---|---:|---:|---:|---:|"]

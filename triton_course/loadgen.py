@@ -116,10 +116,26 @@ def _input_region(url: str, protocol: str, inputs: np.ndarray, enabled: bool):
         try:
             yield name
         finally:
-            client.unregister_system_shared_memory(name)
+            _unregister(client, name)
     finally:
         client.close()
         shm.destroy_shared_memory_region(handle)
+
+
+def _unregister(client, name: str, within_s: float = 10.0) -> None:
+    """Unregister a shared-memory region. Triton may still hold it for a moment after answering the last
+    request that used it ("currently in use"): ask again until it lets go, within a deadline."""
+    from tritonclient.utils import InferenceServerException
+
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            client.unregister_system_shared_memory(name)
+            return
+        except InferenceServerException as exc:
+            if "currently in use" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def server_stats(url: str, model: str = MODEL_NAME, protocol: str = "http") -> dict:
@@ -132,16 +148,18 @@ def server_stats(url: str, model: str = MODEL_NAME, protocol: str = "http") -> d
         client.close()
     totals = {"inference_count": 0, "execution_count": 0, "queue_ns": 0, "compute_ns": 0, "success": 0,
               "batches": {}}
+    # Over gRPC the statistics are protobuf turned to JSON, which leaves out every field that is zero.
     for entry in stats:
-        s = entry["inference_stats"]
+        s = entry.get("inference_stats", {})
         totals["inference_count"] += int(entry.get("inference_count", 0))
         totals["execution_count"] += int(entry.get("execution_count", 0))
-        totals["success"] += int(s["success"]["count"])
-        totals["queue_ns"] += int(s["queue"]["ns"])
-        totals["compute_ns"] += sum(int(s[k]["ns"]) for k in ("compute_input", "compute_infer", "compute_output"))
+        totals["success"] += int(s.get("success", {}).get("count", 0))
+        totals["queue_ns"] += int(s.get("queue", {}).get("ns", 0))
+        totals["compute_ns"] += sum(int(s.get(k, {}).get("ns", 0))
+                                    for k in ("compute_input", "compute_infer", "compute_output"))
         for b in entry.get("batch_stats") or []:
             size = int(b["batch_size"])
-            totals["batches"][size] = totals["batches"].get(size, 0) + int(b["compute_infer"]["count"])
+            totals["batches"][size] = totals["batches"].get(size, 0) + int(b.get("compute_infer", {}).get("count", 0))
     return totals
 
 
