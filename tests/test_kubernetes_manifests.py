@@ -10,14 +10,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from triton_course import course_root, metrics, start_server
+from triton_course import course_root, kubernetes, metrics, start_server
 
 FOLDER = course_root() / "deploy" / "kubernetes"
 MANIFESTS = sorted(FOLDER.glob("*.yaml"))
-
-
-def _load() -> dict[str, dict]:
-    return {doc["kind"]: doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc}
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -27,14 +23,14 @@ def test_manifest_validates_against_the_kubernetes_schema(path: Path):
 
 
 def test_a_field_kubernetes_does_not_know_is_caught():
-    service = _load()["Service"]
+    service = kubernetes.manifests()["Service"]
     service["spec"]["ports"][0]["targetPorts"] = "http"  # a typo of targetPort
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(service, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_the_pieces_fit_together():
-    docs = _load()
+    docs = kubernetes.manifests()
     deployment, service, hpa = docs["Deployment"], docs["Service"], docs["HorizontalPodAutoscaler"]
     pod = deployment["spec"]["template"]
     container = pod["spec"]["containers"][0]
@@ -57,7 +53,7 @@ def test_the_pieces_fit_together():
 
 @pytest.mark.server
 def test_the_adapter_rule_reads_metrics_triton_exports():
-    rules = yaml.safe_load(_load()["ConfigMap"]["data"]["config.yaml"])["rules"]
+    rules = yaml.safe_load(kubernetes.manifests()["ConfigMap"]["data"]["config.yaml"])["rules"]
     used = {name for rule in rules for name in re.findall(r"\bnv_[a-z_]+", rule["seriesQuery"] + rule["metricsQuery"])}
     with start_server() as server:
         exported = set(metrics.scrape(server.metrics_url))

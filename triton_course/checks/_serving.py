@@ -1,5 +1,5 @@
-"""What the checks of labs 05-09 share: load a learner's config.pbtxt on the lab's server, read the
-config Triton made of it, and send a short burst of concurrent requests.
+"""What the lab checks share: load a learner's config.pbtxt on the lab's server, read the config
+Triton made of it, reload a model, and send a short burst of concurrent requests.
 
 The learner's text is written as it is and loaded by Triton itself, so a mistake is reported in
 Triton's own words (a parse error included); the checks then look at the config as the server
@@ -48,6 +48,20 @@ def load_answer(server, model: str, answer, exercise: str,
                             triton_said=message, hint=hint)
     with server.http_client() as client:
         return client.get_model_config(model), None
+
+
+def reload(server, model: str) -> str | None:
+    """Load `model` afresh; None, or Triton's message when it fails. Unloaded first: a failed reload
+    would leave an earlier good load serving."""
+    try:
+        server.unload_model(model)
+    except Exception:  # noqa: BLE001 - it was not loaded
+        pass
+    try:
+        server.load_model(model)
+    except ModelLoadError as error:
+        return error.problems[0].message
+    return None
 
 
 def learner_config(answer) -> ModelConfig:

@@ -9,8 +9,9 @@ from pathlib import Path
 import requests
 
 from . import Verdict, failed, passed
+from ._serving import reload
 from .. import inference, photos
-from ..errors import ModelLoadError, suggest_fix
+from ..errors import suggest_fix
 from ..model_config import read_config
 from ..paths import MODEL_NAME
 from ..repository import readable_by_server
@@ -65,19 +66,6 @@ def layout_problems(repository: Path, versions: tuple[int, ...] = (1,)) -> list[
     return problems
 
 
-def _load(server) -> str | None:
-    """Load the course model on the server; None, or Triton's message when it fails."""
-    try:
-        server.unload_model(MODEL_NAME)  # a failed reload would leave an earlier good load serving
-    except Exception:  # noqa: BLE001 - it was not loaded
-        pass
-    try:
-        server.load_model(MODEL_NAME)
-    except ModelLoadError as error:
-        return error.problems[0].message
-    return None
-
-
 FOLDER_HINT = ("Run os.chmod(folder, 0o755) on every folder of the model: a folder needs r to list it and x to "
                "enter it. (The check does not load the model before that: on the embedded server the course's "
                "runner would wait forever on a version folder it cannot enter.)")
@@ -93,7 +81,7 @@ def check_repository(server) -> Verdict:
     problems = layout_problems(server.repository)
     if _closed_folders(problems):
         return failed(exercise, *problems, hint=FOLDER_HINT)
-    triton_said = _load(server)
+    triton_said = reload(server, MODEL_NAME)
     if triton_said is not None or problems:
         hint = suggest_fix(triton_said) if triton_said else "Triton loaded it, but fix the layout above."
         return failed(exercise, *(problems or ["Triton could not load the model"]), triton_said=triton_said or "",
@@ -119,7 +107,7 @@ def check_versions(server) -> Verdict:
     problems = layout_problems(server.repository, versions=(1, 2))
     if _closed_folders(problems):
         return failed(exercise, *problems, hint=FOLDER_HINT)
-    triton_said = _load(server)
+    triton_said = reload(server, MODEL_NAME)
     if triton_said is not None:
         return failed(exercise, *(problems or ["Triton could not load the model"]), triton_said=triton_said,
                       hint=suggest_fix(triton_said))

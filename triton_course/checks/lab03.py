@@ -8,8 +8,9 @@ import math
 from tritonclient.grpc import model_config_pb2 as mc
 
 from . import Verdict, failed, passed
+from ._serving import reload
 from .. import artifact, inference, photos, repository
-from ..errors import ConfigError, ModelLoadError, suggest_fix
+from ..errors import ConfigError, suggest_fix
 from ..model_config import parse_config
 
 LAB_MODEL = "lab03_classifier"
@@ -88,14 +89,8 @@ def check_config(config_text: str, server) -> Verdict:
                       hint=error.fix)
     problems = config_problems(config)
     _install(server.repository, config_text)
-    try:
-        server.unload_model(LAB_MODEL)  # a failed reload would leave an earlier good load serving
-    except Exception:  # noqa: BLE001 - nothing was loaded yet
-        pass
-    try:
-        server.load_model(LAB_MODEL)
-    except ModelLoadError as error:
-        said = error.problems[0].message
+    said = reload(server, LAB_MODEL)
+    if said is not None:
         return failed(exercise, *(problems or ["Triton refused to load it"]), triton_said=said,
                       hint=suggest_fix(said))
     if problems:
