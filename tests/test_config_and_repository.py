@@ -8,7 +8,7 @@ from triton_course import ConfigError, artifact, models_dir
 from triton_course.model_config import (ModelInstanceGroup, build_config, config_from_onnx, diff, parse_config,
                                         python_runner_config, read_config, tensor, to_text)
 from triton_course.paths import MODEL_NAME
-from triton_course.repository import add_model, add_version, readable_by_server, served_copy, write_file
+from triton_course.repository import add_model, add_version, readable_by_server, served_copy, write_config, write_file
 
 
 def test_committed_reference_config_is_what_the_code_builds():
@@ -156,6 +156,33 @@ def test_without_model_pt_in_every_version_the_onnx_runner_serves(tmp_path, refe
     repo = tmp_path / "repo"
     model_dir = add_model(repo, artifact.reference_config(), artifact.onnx_path(reference_repo))
     (model_dir / "1" / "model.pt").symlink_to(artifact.torchscript_path(reference_repo))
-    add_version(repo, MODEL_NAME, 2, artifact.onnx_path(reference_repo))  # a new release, ONNX only
+    other = tmp_path / "other.onnx"  # a new release with other weights, ONNX only
+    other.write_bytes(artifact.onnx_path(reference_repo).read_bytes() + b"\0")
+    add_version(repo, MODEL_NAME, 2, other, filename="model.onnx")
     served, notes = served_copy(repo, ["python"], tmp_path / "served")
     assert "onnx_model_filename" in read_config(served / MODEL_NAME / "config.pbtxt").parameters
+    assert "python-backend runner" in notes[0]
+
+
+def test_the_reference_onnx_alone_is_served_from_its_torchscript_on_a_gpu(tmp_path, reference_repo, monkeypatch):
+    # Lessons copy only model.onnx; byte for byte the reference network, so the reference model.pt serves it.
+    from triton_course import repository
+    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    repo = tmp_path / "repo"
+    add_model(repo, artifact.reference_config(), artifact.onnx_path(reference_repo))
+    add_version(repo, MODEL_NAME, 2, artifact.onnx_path(reference_repo))
+    served, notes = served_copy(repo, ["python"], tmp_path / "served")
+    assert "torchscript_filename" in read_config(served / MODEL_NAME / "config.pbtxt").parameters
+    for version in ("1", "2"):
+        assert (served / MODEL_NAME / version / "model.pt").resolve() == artifact.torchscript_path().resolve()
+    assert not (repo / MODEL_NAME / "1" / "model.pt").exists()  # the learner's folder is left as it was
+    assert "reference network" in notes[0] and "on the GPU (Test GPU)" in notes[0]
+    threads = artifact.reference_config()  # onnxruntime's own settings: only the ONNX runner honours them
+    threads.parameters["intra_op_thread_count"].string_value = "1"
+    write_config(repo / MODEL_NAME, threads)
+    served, notes = served_copy(repo, ["python"], tmp_path / "served")
+    assert "onnx_model_filename" in read_config(served / MODEL_NAME / "config.pbtxt").parameters
+    monkeypatch.setattr(repository, "cuda_device_name", lambda: None)  # no GPU: the ONNX runner, no model.pt
+    served, notes = served_copy(repo, ["python"], tmp_path / "served")
+    assert "onnx_model_filename" in read_config(served / MODEL_NAME / "config.pbtxt").parameters
+    assert not (served / MODEL_NAME / "1" / "model.pt").exists() and "python-backend runner" in notes[0]

@@ -7,7 +7,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from triton_course import MODEL_NAME, ModelLoadError, artifact, explorers, loadgen, start_server, tuning
+from triton_course import MODEL_NAME, ModelLoadError, artifact, explorers, loadgen, repository, start_server, tuning
 from triton_course.inference import classify
 from triton_course.model_config import ModelConfig, ModelInstanceGroup, parse_config, to_text
 from triton_course.photos import photo, preprocess
@@ -153,6 +153,8 @@ def test_explain_batching_reads_gains_and_losses():
     assert "batching lowered throughput (x0.80: 100 -> 80 infer/s)" in text
     assert "Batching did not pay on this machine (2 CPU cores)" in text
     assert "largest gain" not in text
+    on_gpu = tuning.explain_batching(plain, lost, cpus=2, gpu="Test GPU")
+    assert "although the model ran on the GPU (Test GPU)" in on_gpu and "CPU cores" not in on_gpu
 
 
 def test_explain_instances_reads_throughput_and_memory():
@@ -247,6 +249,13 @@ def test_torch_runner_serves_torchscript_on_cpu(srv, repo, tmp_path, base):
     assert _served_config(srv, TORCH_MODEL)["backend"] == "python"
     top = classify([photo("coffee")], srv.http_url, model=TORCH_MODEL, k=1)[0]
     assert top[0][0] == "espresso"
+
+
+def test_gpu_for_says_where_the_server_runs_a_model(srv):
+    # The reference network runs on the GPU where PyTorch sees one; a model with onnxruntime's own
+    # settings (a thread count) stays with the ONNX runner on the CPU, which honours them.
+    assert srv.gpu_for(MODEL_NAME) == repository.cuda_device_name()
+    assert srv.gpu_for(BAD_THREADS) is None
 
 
 def test_onnx_runner_rejects_a_thread_count_that_is_not_a_number(srv):

@@ -77,5 +77,18 @@ def torch_limits(model, device: str = "cuda", batch_sizes=(1, 8, 32), seconds: f
     return limits
 
 
+def ceiling(gpu: str | None, batch_sizes=(1, 4, 8), seconds: float = 2.0) -> list[Limit]:
+    """The in-process figures a served model is held against, on the device that serves it: the
+    TorchScript export with PyTorch on the GPU where the server runs the model there (`gpu`, as
+    `server.gpu_for(model)` says), else the ONNX file with onnxruntime on the CPU."""
+    from .artifact import ensure_onnx, ensure_torchscript
+
+    if gpu:
+        import torch
+
+        return torch_limits(torch.jit.load(str(ensure_torchscript())), "cuda", batch_sizes, seconds)
+    return onnx_limits(ensure_onnx(), batch_sizes, seconds)
+
+
 def best(limits: list[Limit]) -> Limit:
     return max(limits, key=lambda limit: limit.throughput)

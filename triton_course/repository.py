@@ -16,6 +16,7 @@ as NAME.<time>.bak first.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import stat
@@ -23,12 +24,15 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from .artifact import onnx_path, torchscript_path
 from .errors import ConfigError
 from .model_config import (ModelConfig, ModelInstanceGroup, config_from_onnx, python_runner_config, read_config,
                            serves_onnx, to_text, torch_runner_config)
 
 RUNNER_SOURCE = "onnx_model.py"
 TORCH_RUNNER_SOURCE = "torch_model.py"
+# Settings only onnxruntime understands: a model that has them is not moved to the PyTorch runner.
+ONNXRUNTIME_PARAMETERS = {"intra_op_thread_count", "inter_op_thread_count"}
 
 
 def write_file(path: str | Path, content: str | bytes) -> Path | None:
@@ -158,9 +162,13 @@ def served_copy(repository: str | Path, backends: list[str], dest: str | Path) -
         if config is None:
             (dest / model_dir.name).symlink_to(model_dir, target_is_directory=True)
             continue
-        gpu = _gpu_for(model_dir, config)
-        _adapt(model_dir, dest / model_dir.name, config, gpu)
-        if gpu:
+        gpu, torchscripts = _gpu_for(model_dir, config)
+        _adapt(model_dir, dest / model_dir.name, config, gpu, torchscripts)
+        if gpu and torchscripts:
+            notes.append(f"{model_dir.name}: no onnxruntime backend here; model.onnx is the course's reference "
+                         "network, so its TorchScript export (the reference repository's model.pt, the same "
+                         f"weights) is served on the GPU ({gpu}) by the course's PyTorch runner")
+        elif gpu:
             notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.pt (the same network, exported "
                          f"to TorchScript) is served on the GPU ({gpu}) by the course's PyTorch runner")
         else:
@@ -181,18 +189,54 @@ def cuda_device_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def _gpu_for(model_dir: Path, config: ModelConfig) -> str | None:
-    """The GPU on which the PyTorch runner serves this ONNX model instead of the ONNX runner, or None.
+def _gpu_for(model_dir: Path, config: ModelConfig) -> tuple[str | None, dict[str, Path]]:
+    """The GPU on which the PyTorch runner serves this ONNX model instead of the ONNX runner (or None),
+    and the TorchScript file to link into each version folder that has no model.pt of its own.
 
-    Only where every version folder also holds model.pt (the TorchScript export of the same network;
-    the reference repository has both), the config does not ask for CPU instances, and PyTorch sees a GPU:
-    the python backend has no CUDA onnxruntime to use."""
+    Only where every version folder holds model.pt (the TorchScript export of the same network; the
+    reference repository has both) or holds the course's reference model.onnx byte for byte (its
+    model.pt is then used), the config does not ask for CPU instances, and PyTorch sees a GPU:
+    the python backend has no CUDA onnxruntime to use. A config with onnxruntime's own settings
+    (thread counts, a graph optimization level) stays with the ONNX runner, which honours them."""
     if any(group.kind == ModelInstanceGroup.KIND_CPU for group in config.instance_group):
-        return None
+        return None, {}
+    if set(config.parameters) & ONNXRUNTIME_PARAMETERS or config.optimization.HasField("graph"):
+        return None, {}
+    gpu = cuda_device_name()
     versions = [v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit()]
-    if not versions or not all((v / "model.pt").exists() and readable_by_server(v / "model.pt") for v in versions):
+    if gpu is None or not versions:
+        return None, {}
+    torchscripts = {}
+    for version in versions:
+        if (version / "model.pt").exists():
+            if not readable_by_server(version / "model.pt"):
+                return None, {}
+            continue
+        reference = _reference_torchscript(version / (config.default_model_filename or "model.onnx"))
+        if reference is None:
+            return None, {}
+        torchscripts[version.name] = reference
+    return gpu, torchscripts
+
+
+def _reference_torchscript(onnx_file: Path) -> Path | None:
+    """The course's model.pt when `onnx_file` is the course's reference model.onnx (same bytes)."""
+    reference, torchscript = onnx_path(), torchscript_path()
+    if not (torchscript.exists() and reference.exists() and onnx_file.exists() and readable_by_server(onnx_file)):
         return None
-    return cuda_device_name()
+    if onnx_file.stat().st_size != reference.stat().st_size:
+        return None
+    return torchscript if _digest(onnx_file) == _digest(reference) else None
+
+
+def _digest(path: Path) -> str:
+    st = path.stat()
+    return _cached_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _adaptable_config(model_dir: Path, backends: list[str]) -> ModelConfig | None:
@@ -244,7 +288,8 @@ def _autocomplete(model_dir: Path, config: ModelConfig) -> ModelConfig:
     return merged
 
 
-def _adapt(model_dir: Path, target: Path, config: ModelConfig, gpu: str | None = None) -> None:
+def _adapt(model_dir: Path, target: Path, config: ModelConfig, gpu: str | None = None,
+           torchscripts: dict[str, Path] | None = None) -> None:
     target.mkdir()
     runner = resources.files("triton_course.runner").joinpath(TORCH_RUNNER_SOURCE if gpu else RUNNER_SOURCE).read_text()
     for item in model_dir.iterdir():
@@ -260,6 +305,8 @@ def _adapt(model_dir: Path, target: Path, config: ModelConfig, gpu: str | None =
                 version.rmdir()
                 version.symlink_to(item, target_is_directory=True)  # Triton reports the permission error
                 continue
+            if gpu and item.name in (torchscripts or {}):
+                (version / "model.pt").symlink_to(torchscripts[item.name])
             if not (version / "model.py").exists():
                 (version / "model.py").write_text(runner)
         else:

@@ -81,8 +81,10 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def explain_batching(plain: list[Result], batched: list[Result], cpus: int | None = None) -> str:
-    """What dynamic batching did at each concurrency in these measurements, and why."""
+def explain_batching(plain: list[Result], batched: list[Result], cpus: int | None = None,
+                     gpu: str | None = None) -> str:
+    """What dynamic batching did at each concurrency in these measurements, and why (`gpu`: the GPU
+    that served the model, as `server.gpu_for(model)` says; None for the CPU)."""
     cpus = cpus or psutil.cpu_count(logical=True)
     lines = []
     for p, b in zip(plain, batched):
@@ -104,6 +106,10 @@ def explain_batching(plain: list[Result], batched: list[Result], cpus: int | Non
         lines.append(f"The largest gain, x{gain:.2f} at concurrency {best[0].concurrency}, comes from running "
                      "several requests in one model call: the fixed cost of a call (scheduling, copies, "
                      "kernel launches) is paid once per batch.")
+    elif gpu:
+        lines.append(f"Batching did not pay here, although the model ran on the GPU ({gpu}): the work around "
+                     "each call (the clients, the copies to and from the server, the python runner) outweighed "
+                     "what a batch saves on the GPU. Try more clients, or a longer queue delay.")
     else:
         lines.append(f"Batching did not pay on this machine ({cpus} CPU cores): one image already keeps every "
                      "core busy, so a batch of N takes about N times as long; only the per-call overhead is "

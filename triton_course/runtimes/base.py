@@ -26,7 +26,7 @@ import requests
 from ..errors import ModelLoadError, ModelProblem, PortInUseError, ServerStartError, find_model_errors, stub_failures
 from ..model_config import serves_onnx
 from ..paths import cache_dir, models_dir
-from ..repository import readable_by_server, runner_config, served_copy, served_on_gpu
+from ..repository import cuda_device_name, readable_by_server, runner_config, served_copy, served_on_gpu
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
 EXIT_TIMEOUT_SECONDS = 5
@@ -476,6 +476,20 @@ class TritonServer:
             raise ModelLoadError([ModelProblem(name, self.readable(errors.get(name) or error.message()))])
         if error is not None:
             raise error
+
+    def gpu_for(self, model: str) -> str | None:
+        """The GPU this server runs `model` on, or None for the CPU. For a model the course's runner
+        serves, its choice (see `notes`); otherwise Triton's config of the loaded model: a KIND_GPU
+        instance group. A python model's own code picks its device, so it counts as CPU here."""
+        copy = self.served_repository / model if self.served_repository is not None else None
+        if copy is not None and copy.is_dir() and not copy.is_symlink():
+            return cuda_device_name() if served_on_gpu(copy) else None
+        with self.http_client() as client:
+            config = client.get_model_config(model)
+        if config.get("backend") == "python":
+            return None
+        kinds = {group.get("kind") for group in config.get("instance_group", [])}
+        return (cuda_device_name() or "a GPU") if "KIND_GPU" in kinds else None
 
     def _runner_serves(self, config) -> bool:
         """Whether an ONNX config must be served by the course's python runner on this server."""
