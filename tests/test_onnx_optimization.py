@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from triton_course import ConfigError, ModelLoadError, artifact, onnx_optimization, start_server
-from triton_course.model_config import ModelConfig
+from triton_course.model_config import ModelConfig, ModelInstanceGroup
 from triton_course.photos import augmented, batch, photos
 from triton_course.repository import add_model
 
@@ -97,6 +97,7 @@ def test_variants_served_by_triton(variants, inputs, tmp_path):
         config = ModelConfig()
         config.CopyFrom(base)
         config.name = name
+        config.instance_group.add(kind=ModelInstanceGroup.KIND_CPU, count=1)  # onnxruntime on the CPU everywhere
         if level is not None:
             config.optimization.graph.level = level
         return config

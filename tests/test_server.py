@@ -148,6 +148,21 @@ def test_port_in_use_names_the_port(reference_repo):
     assert "pick" in err.value.fix
 
 
+def test_a_picked_port_taken_before_triton_binds_it_is_picked_again(reference_repo, monkeypatch):
+    # Another process (a second notebook starting its server) takes the port the course chose.
+    from triton_course.runtimes import base
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        picks = iter([port])
+        real = base.free_port
+        monkeypatch.setattr(base, "free_port", lambda host: next(picks, None) or real(host))
+        with server(reference_repo) as s:
+            assert s.ports["http"] != port and s.is_running
+
+
 def test_missing_repository_is_a_clear_error(tmp_path):
     with pytest.raises(ServerStartError) as err:
         server(tmp_path / "nowhere").start()

@@ -11,7 +11,7 @@ from triton_course import MODEL_NAME, ModelLoadError, artifact, explorers, loadg
 from triton_course.inference import classify
 from triton_course.model_config import ModelConfig, ModelInstanceGroup, parse_config, to_text
 from triton_course.photos import photo, preprocess
-from triton_course.repository import add_model, add_torch_model
+from triton_course.repository import add_model, add_torch_model, write_config
 
 matplotlib.use("Agg")
 
@@ -249,6 +249,24 @@ def test_torch_runner_serves_torchscript_on_cpu(srv, repo, tmp_path, base):
     assert _served_config(srv, TORCH_MODEL)["backend"] == "python"
     top = classify([photo("coffee")], srv.http_url, model=TORCH_MODEL, k=1)[0]
     assert top[0][0] == "espresso"
+
+
+def test_pytorch_runner_checks_a_config_written_for_model_onnx(srv, repo, base, monkeypatch):
+    # On a GPU the PyTorch runner serves the reference model.onnx's network; a config mistake must still
+    # fail the load as it does with onnxruntime. Run here on the CPU: KIND_MODEL lets the runner use it.
+    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    good = _named(base, "torch_checked")
+    good.instance_group.add(kind=ModelInstanceGroup.KIND_MODEL, count=1)
+    model_dir = add_model(repo, good, artifact.ensure_onnx(), labels=artifact.labels())
+    srv.load_model("torch_checked")
+    assert srv.gpu_for("torch_checked") == "Test GPU"
+    assert classify([photo("coffee")], srv.http_url, model="torch_checked", k=1)[0][0][0] == "espresso"
+    bad = _named(good, "torch_checked")
+    bad.input[0].dims.insert(0, 1)  # the batch dimension written into dims
+    write_config(model_dir, bad)
+    with pytest.raises(ModelLoadError) as err:
+        srv.load_model("torch_checked")
+    assert "model configuration specifies 5 dimensions" in str(err.value)
 
 
 def test_gpu_for_says_where_the_server_runs_a_model(srv):

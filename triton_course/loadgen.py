@@ -26,6 +26,8 @@ import numpy as np
 from .artifact import INPUT_NAME, OUTPUT_NAME
 from .paths import MODEL_NAME
 
+FIRST_ANSWER_TIMEOUT_S = 60.0  # the longest a warm-up waits for every client's first answer
+
 
 @dataclass
 class Result:
@@ -227,7 +229,9 @@ def _windows(recorder, start, window_s, stability, max_windows, deadline_fn):
             if (min(rates) > 0 and max(rates) / min(rates) - 1 <= stability
                     and max(p50s) / min(p50s) - 1 <= stability):
                 return edges[-4], edges[-1], True
-        if len(windows) >= max_windows:
+        # Past max_windows, go on while the last three windows are empty (a server stalled, e.g. a GPU
+        # loading the kernels of a batch size it meets for the first time), up to FIRST_ANSWER_TIMEOUT_S.
+        if len(windows) >= max_windows and (any(windows[-3:]) or edges[-1] - edges[0] > FIRST_ANSWER_TIMEOUT_S):
             return edges[-4] if len(edges) >= 4 else edges[0], edges[-1], False
 
 
@@ -262,6 +266,11 @@ def _measure(url, inputs, concurrency, protocol, model, label, warmup_s, window_
         t.start()
     try:
         time.sleep(warmup_s)  # load generation, not waiting on a server: the clients are busy meanwhile
+        # A first call can take longer than the warm-up (a GPU loads its kernels on first use): warm up
+        # until every client has had an answer, or the first request's time limit passes.
+        deadline = time.perf_counter() + FIRST_ANSWER_TIMEOUT_S
+        while len(recorder.between(0.0, float("inf"))) < concurrency and time.perf_counter() < deadline:
+            time.sleep(0.05)
         before = server_stats(url, model, protocol)
         start, end, stable = _windows(recorder, time.perf_counter(), window_s, stability, max_windows,
                                       lambda target: time.sleep(min(0.05, max(0.0, target - time.perf_counter()))))

@@ -291,7 +291,8 @@ def _autocomplete(model_dir: Path, config: ModelConfig) -> ModelConfig:
 def _adapt(model_dir: Path, target: Path, config: ModelConfig, gpu: str | None = None,
            torchscripts: dict[str, Path] | None = None) -> None:
     target.mkdir()
-    runner = resources.files("triton_course.runner").joinpath(TORCH_RUNNER_SOURCE if gpu else RUNNER_SOURCE).read_text()
+    onnx_runner = resources.files("triton_course.runner").joinpath(RUNNER_SOURCE).read_text()
+    runner = resources.files("triton_course.runner").joinpath(TORCH_RUNNER_SOURCE).read_text() if gpu else onnx_runner
     for item in model_dir.iterdir():
         if item.name == "config.pbtxt" or item.name.endswith(".bak"):
             continue
@@ -309,6 +310,8 @@ def _adapt(model_dir: Path, target: Path, config: ModelConfig, gpu: str | None =
                 (version / "model.pt").symlink_to(torchscripts[item.name])
             if not (version / "model.py").exists():
                 (version / "model.py").write_text(runner)
+                if gpu:  # the PyTorch runner checks the config against model.onnx with the ONNX runner's code
+                    (version / RUNNER_SOURCE).write_text(onnx_runner)
         else:
             (target / item.name).symlink_to(item)
     (target / "config.pbtxt").write_text(to_text(runner_config(config, gpu=bool(gpu))))
@@ -320,6 +323,8 @@ def runner_config(config: ModelConfig, gpu: bool) -> ModelConfig:
     if not gpu:
         return python_runner_config(config)
     served = torch_runner_config(config)
+    # The config was written for model.onnx: the PyTorch runner checks it against that file.
+    served.parameters["onnx_model_filename"].string_value = config.default_model_filename or "model.onnx"
     if not served.instance_group:
         served.instance_group.add(kind=ModelInstanceGroup.KIND_GPU, count=1)
     return served

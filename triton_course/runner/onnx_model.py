@@ -69,6 +69,19 @@ def check_tensors(model_name, kind, configured, model_nodes, max_batch_size):
                     f"{len(dims)} dimensions (shape {_shape(dims)})")
 
 
+def check_config(config, session):
+    """Raise ValueError when config.pbtxt disagrees with the ONNX model (tensor count, names, types, dims),
+    as the onnxruntime backend does. The PyTorch runner calls it too, for a config written for model.onnx."""
+    name, max_batch_size = config["name"], int(config.get("max_batch_size", 0))
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(config.get("input", [])) != len(inputs):
+        raise ValueError(
+            f"unable to load model '{name}', configuration expects "
+            f"{len(config.get('input', []))} inputs, model provides {len(inputs)}")
+    check_tensors(name, "input", config.get("input", []), inputs, max_batch_size)
+    check_tensors(name, "output", config.get("output", []), outputs, max_batch_size)
+
+
 # optimization { graph { level } } as the onnxruntime backend reads it; 0 (unset) means all.
 GRAPH_LEVELS = {
     -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -127,13 +140,8 @@ class TritonPythonModel:
             self.device = f"GPU {device_id}"
         self.session = ort.InferenceSession(path, _session_options(config), providers=providers)
 
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(config.get("input", [])) != len(inputs):
-            raise ValueError(
-                f"unable to load model '{self.name}', configuration expects "
-                f"{len(config.get('input', []))} inputs, model provides {len(inputs)}")
-        check_tensors(self.name, "input", config.get("input", []), inputs, self.max_batch_size)
-        check_tensors(self.name, "output", config.get("output", []), outputs, self.max_batch_size)
+        check_config(config, self.session)
+        outputs = self.session.get_outputs()
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config.get("output", [])] or [o.name for o in outputs]
         pb_utils.Logger.log_info(

@@ -6,12 +6,26 @@ self-contained: it runs inside Triton's python stub, not in the notebook. Inputs
 memory; each execute() moves the batch the scheduler formed to the device in one copy.
 """
 
+import importlib.util
 import json
 import os
 
 import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
+
+
+def _check_against_onnx(config, version_dir, onnx_filename):
+    """Check config.pbtxt against the ONNX file with the ONNX runner's own checks (the course puts
+    onnx_model.py beside model.py), so a config mistake fails the load on the GPU as on the CPU."""
+    onnx_path = os.path.join(version_dir, onnx_filename)
+    if not os.path.exists(onnx_path):
+        raise FileNotFoundError(f"unable to find '{onnx_path}' for model '{config['name']}'")
+    spec = importlib.util.spec_from_file_location("course_onnx_runner", os.path.join(version_dir, "onnx_model.py"))
+    onnx_runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(onnx_runner)
+    session = onnx_runner.ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    onnx_runner.check_config(config, session)
 
 
 class TritonPythonModel:
@@ -24,6 +38,9 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], filename)
         if not os.path.exists(path):
             raise FileNotFoundError(f"unable to find '{path}' for model '{self.name}'")
+        onnx_filename = (params.get("onnx_model_filename") or {}).get("string_value")
+        if onnx_filename:  # the config was written for model.onnx: the onnxruntime backend's checks apply
+            _check_against_onnx(config, os.path.join(args["model_repository"], args["model_version"]), onnx_filename)
         if args.get("model_instance_kind") == "GPU":
             if not torch.cuda.is_available():
                 raise RuntimeError(f"model '{self.name}' asks for KIND_GPU but PyTorch sees no CUDA device "

@@ -26,10 +26,12 @@ import requests
 from ..errors import ModelLoadError, ModelProblem, PortInUseError, ServerStartError, find_model_errors, stub_failures
 from ..model_config import serves_onnx
 from ..paths import cache_dir, models_dir
-from ..repository import cuda_device_name, readable_by_server, runner_config, served_copy, served_on_gpu
+from .. import repository as model_repository
+from ..repository import readable_by_server, runner_config, served_copy, served_on_gpu
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
 EXIT_TIMEOUT_SECONDS = 5
+PORT_ATTEMPTS = 3  # starts tried when another process takes a port the course picked
 ADMIN_HEADER = "admin-key"
 RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"  # the APIs that change the server
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # gRPC clients send the header under this prefix
@@ -206,24 +208,31 @@ class TritonServer:
             raise ServerStartError(
                 f"The model repository {self.repository} cannot be read by the server.",
                 fix=f"Run `chmod a+rx {self.repository}` (a folder needs r to list it and x to enter it).")
-        self._choose_ports()
         _remove_stale_files()
-        serial = f"{self.runtime}-{os.getpid()}-{next(_COUNTER)}"
-        logs = cache_dir() / "logs"
-        logs.mkdir(exist_ok=True)
-        self.log_path = logs / f"{serial}.log"
         started = time.monotonic()
-        _RUNNING.add(self)
-        try:
-            self.served_repository, self.notes = served_copy(
-                self.repository, self.backends, cache_dir() / "served" / serial)
-            self.adapted = bool(self.notes)  # one note per model served through the runner
-            self._launched = True
-            self._launch()
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._choose_ports()
+            serial = f"{self.runtime}-{os.getpid()}-{next(_COUNTER)}"
+            logs = cache_dir() / "logs"
+            logs.mkdir(exist_ok=True)
+            self.log_path = logs / f"{serial}.log"
+            _RUNNING.add(self)
+            try:
+                self.served_repository, self.notes = served_copy(
+                    self.repository, self.backends, cache_dir() / "served" / serial)
+                self.adapted = bool(self.notes)  # one note per model served through the runner
+                self._launched = True
+                self._launch()
+                self._wait_until_ready()
+                break
+            except PortInUseError as exc:
+                self.stop()
+                # A free port the course picked was taken by another process before Triton bound it: pick again.
+                if attempt == PORT_ATTEMPTS or exc.port in {p for p in self.requested_ports.values() if p}:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
         self.startup_seconds = time.monotonic() - started
         return self
 
@@ -483,13 +492,13 @@ class TritonServer:
         instance group. A python model's own code picks its device, so it counts as CPU here."""
         copy = self.served_repository / model if self.served_repository is not None else None
         if copy is not None and copy.is_dir() and not copy.is_symlink():
-            return cuda_device_name() if served_on_gpu(copy) else None
+            return model_repository.cuda_device_name() if served_on_gpu(copy) else None
         with self.http_client() as client:
             config = client.get_model_config(model)
         if config.get("backend") == "python":
             return None
         kinds = {group.get("kind") for group in config.get("instance_group", [])}
-        return (cuda_device_name() or "a GPU") if "KIND_GPU" in kinds else None
+        return (model_repository.cuda_device_name() or "a GPU") if "KIND_GPU" in kinds else None
 
     def _runner_serves(self, config) -> bool:
         """Whether an ONNX config must be served by the course's python runner on this server."""
