@@ -110,6 +110,22 @@ def check_version_policy(policy_text: str, server) -> Verdict:
                             f"(Triton: {refused[:80]}).")
 
 
+class _UnloadsNoted:
+    """The server as the learner's code sees it, noting every unload_model call: unloading first leaves the
+    model unserved for a moment, which a request may or may not happen to hit."""
+
+    def __init__(self, server):
+        self._server = server
+        self.unloaded: list[str] = []
+
+    def unload_model(self, name: str, *args, **kwargs):
+        self.unloaded.append(name)
+        return self._server.unload_model(name, *args, **kwargs)
+
+    def __getattr__(self, attribute):
+        return getattr(self._server, attribute)
+
+
 def check_roll_out(roll_out, server) -> Verdict:
     """Exercise 2: `roll_out(server, name, model_file)` puts the file into the model's next version
     folder and makes the server serve it, without failing a request; it returns the new version."""
@@ -117,9 +133,10 @@ def check_roll_out(roll_out, server) -> Verdict:
     folder = _fresh_model(server, ROLLOUT_MODEL, (1,))
     server.load_model(ROLLOUT_MODEL)
     release = ensure_onnx()
+    watched = _UnloadsNoted(server)
     with versions.Traffic(server.http_url, ROLLOUT_MODEL, _image()) as traffic:
         try:
-            returned = roll_out(server, ROLLOUT_MODEL, release)
+            returned = roll_out(watched, ROLLOUT_MODEL, release)
         except ModelLoadError as exc:
             return failed(exercise, f"Your roll_out raised: the new version of '{ROLLOUT_MODEL}' failed to load.",
                           triton_said=exc.problems[0].message, hint=exc.problems[0].fix)
@@ -147,6 +164,9 @@ def check_roll_out(roll_out, server) -> Verdict:
                         "mode nothing changes until you load the model again (server.load_model(name)).")
     elif ready != ["2"]:
         problems.append(f"After the rollout the server serves versions {ready}; wanted only the new one, 2.")
+    if ROLLOUT_MODEL in watched.unloaded:
+        problems.append(f"Your roll_out unloaded '{ROLLOUT_MODEL}' before loading the new version: between the two "
+                        "the model serves nothing, whether or not a request happens to arrive then.")
     if errors:
         problems.append(f"{len(errors)} of the {len(traffic.answers)} requests sent during your rollout failed "
                         f"(first: {errors[0][7:]}).")

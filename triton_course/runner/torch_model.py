@@ -49,6 +49,8 @@ class TritonPythonModel:
         else:
             self.device = torch.device("cpu")
         # Full FP32 on the GPU (no TF32 in matmuls and convolutions), so that the answers match the ONNX model's.
+        # Calls run with TorchScript's optimizer off (below): it re-optimizes a graph after its first calls and per
+        # batch size, and its fused kernels change the last digits, so one image would not get one answer.
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         self.model = torch.jit.load(path, map_location=self.device).eval()
@@ -67,7 +69,7 @@ class TritonPythonModel:
                 # The requests the dynamic batcher grouped become one batch on the device.
                 feeds = [torch.from_numpy(np.concatenate([a[i] for a in arrays])).to(self.device)
                          for i in range(len(self.input_names))]
-                with torch.inference_mode():
+                with torch.inference_mode(), torch.jit.optimized_execution(False):
                     outputs = self.model(*feeds)
                 outputs = [o.cpu().numpy() for o in (outputs if isinstance(outputs, (tuple, list)) else [outputs])]
                 responses, start = [], 0
@@ -78,7 +80,7 @@ class TritonPythonModel:
                 return responses
             responses = []
             for a in arrays:
-                with torch.inference_mode():
+                with torch.inference_mode(), torch.jit.optimized_execution(False):
                     outputs = self.model(*[torch.from_numpy(x).to(self.device) for x in a])
                 outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
                 tensors = [pb_utils.Tensor(n, o.cpu().numpy()) for n, o in zip(self.output_names, outputs)]
