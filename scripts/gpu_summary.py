@@ -11,6 +11,7 @@ labs and test files that no folder ran are listed as not run.
 from __future__ import annotations
 
 import csv
+import gzip
 import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -52,11 +53,16 @@ def not_run(rows: dict[str, dict]) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in everything if str(p.relative_to(root)) not in rows)
 
 
+def _open_text(path: Path):
+    """A samples file, or its gzipped copy (the committed record keeps them compressed)."""
+    return open(path) if path.exists() else gzip.open(path.with_name(path.name + ".gz"), "rt")
+
+
 def gpu_evidence(folders: list[Path]) -> list[str]:
     samples, busy, peak_util, peak_mem = 0, 0, 0, 0
     processes: dict[str, int] = {}
     for folder in folders:
-        with open(folder / "nvidia-smi.csv") as f:
+        with _open_text(folder / "nvidia-smi.csv") as f:
             for row in csv.reader(f, skipinitialspace=True):
                 if len(row) < 3 or not row[1].strip().isdigit():
                     continue
@@ -64,7 +70,7 @@ def gpu_evidence(folders: list[Path]) -> list[str]:
                 util, mem = int(row[1]), int(row[2])
                 busy += util > 0
                 peak_util, peak_mem = max(peak_util, util), max(peak_mem, mem)
-        with open(folder / "gpu-processes.csv") as f:
+        with _open_text(folder / "gpu-processes.csv") as f:
             for row in csv.reader(f, skipinitialspace=True):
                 if len(row) == 4 and row[3].strip().isdigit() and not row[2].startswith("["):
                     name = Path(row[2]).name
