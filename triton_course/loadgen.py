@@ -267,7 +267,7 @@ def _measure(url, inputs, concurrency, protocol, model, label, warmup_s, window_
     try:
         time.sleep(warmup_s)  # load generation, not waiting on a server: the clients are busy meanwhile
         # A first call can take longer than the warm-up (a GPU loads its kernels on first use): warm up
-        # until every client has had an answer, or the first request's time limit passes.
+        # until as many answers as clients came back, or FIRST_ANSWER_TIMEOUT_S passes.
         deadline = time.perf_counter() + FIRST_ANSWER_TIMEOUT_S
         while len(recorder.between(0.0, float("inf"))) < concurrency and time.perf_counter() < deadline:
             time.sleep(0.05)

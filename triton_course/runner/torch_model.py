@@ -1,9 +1,11 @@
 """Triton python-backend model that serves a TorchScript file with PyTorch, on the GPU when the
 instance group says KIND_GPU.
 
-The course copies this file as model.py next to model.pt. Like the ONNX runner it is
-self-contained: it runs inside Triton's python stub, not in the notebook. Inputs arrive in host
-memory; each execute() moves the batch the scheduler formed to the device in one copy.
+The course copies this file as model.py next to model.pt. It runs inside Triton's python stub, not
+in the notebook, and needs nothing of the course but, for a config written for model.onnx (the
+onnx_model_filename parameter), the ONNX runner copied beside it as onnx_model.py, whose checks it
+applies. Inputs arrive in host memory; each execute() moves the batch the scheduler formed to the
+device in one copy.
 """
 
 import importlib.util
