@@ -209,12 +209,12 @@ class TritonServer:
                 f"The model repository {self.repository} cannot be read by the server.",
                 fix=f"Run `chmod a+rx {self.repository}` (a folder needs r to list it and x to enter it).")
         _remove_stale_files()
+        logs = cache_dir() / "logs"
+        logs.mkdir(exist_ok=True)
         started = time.monotonic()
         for attempt in range(1, PORT_ATTEMPTS + 1):
             self._choose_ports()
             serial = f"{self.runtime}-{os.getpid()}-{next(_COUNTER)}"
-            logs = cache_dir() / "logs"
-            logs.mkdir(exist_ok=True)
             self.log_path = logs / f"{serial}.log"
             _RUNNING.add(self)
             try:
