@@ -8,7 +8,9 @@
    with the course's load generator at concurrency 1, 4, 16 over HTTP and gRPC (and gRPC with
    the input in system shared memory); each throughput is printed as a ratio of the limit.
 3. On CUDA: served vs in-process throughput at the same batch sizes.
-4. Where perf_analyzer runs: the same load points through it, and how far apart the two are.
+4. perf_analyzer (Perf Analyzer 2.51.0, installed by `make setup` on every machine the course supports)
+   and the course's load generator at the same load points (dynamic_batching, each protocol and
+   concurrency), alternating `--repeats` times; the ratio load generator / perf_analyzer at each point.
 
 It prints its figures and asserts nothing: they belong to the machine it ran on.
 """
@@ -40,7 +42,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=None, help="default: 8 on CPU, 32 on CUDA")
     parser.add_argument("--instances", type=int, default=1, help="instance_group count for both models")
     parser.add_argument("--window", type=float, default=1.5, help="seconds per measurement window")
-    parser.add_argument("--perf-analyzer", choices=["auto", "off"], default="auto")
+    parser.add_argument("--perf-analyzer", choices=["on", "off"], default="on",
+                        help="compare the load generator with perf_analyzer (on: it must run here)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per tool in the comparison")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
@@ -89,8 +92,13 @@ def limits(args) -> list[inprocess.Limit]:
 
 def main() -> None:
     args = parse_args()
+    if args.perf_analyzer == "on" and perf_analyzer.find_binary() is None:
+        raise SystemExit(f"perf_analyzer cannot run here: {perf_analyzer.unavailable_reason()}\n"
+                         "(or pass --perf-analyzer off to measure without it)")
     report: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), "device": args.device}
     print(report["machine"])
+    if args.perf_analyzer == "on":
+        print(perf_analyzer.describe())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.device == "cuda":
@@ -125,31 +133,25 @@ def main() -> None:
                     served = loadgen.measure(urls["grpc"], batch, concurrency=4, protocol="grpc", model="no_batching",
                                              label=f"batch {item.batch_size}", window_s=args.window)
                     same_batch.append((item, served))
-            if args.perf_analyzer == "auto" and perf_analyzer.find_binary():
+            if args.perf_analyzer == "on":
                 # The two tools alternate at each point, `--repeats` times, so that drift on a shared
                 # machine hits both alike; their medians are compared.
+                print("\nLoad generator / perf_analyzer (dynamic_batching, same server, alternating):")
                 for protocol in args.protocols:
                     for c in args.concurrency:
-                        course, perf = [], []
-                        for _ in range(args.repeats):
-                            course.append(loadgen.measure(urls[protocol], x, concurrency=c, protocol=protocol,
-                                                          model="dynamic_batching", window_s=args.window))
-                            try:
-                                perf.append(perf_analyzer.measure(urls[protocol], model="dynamic_batching",
-                                                                  protocol=protocol, concurrency=c,
-                                                                  measurement_ms=int(args.window * 1000)))
-                            except perf_analyzer.PerfAnalyzerError as exc:
-                                # Its own stability rule can fail on a busy machine: say so, keep going.
-                                print(f"perf_analyzer {protocol} c={c}: {exc.triton_said.splitlines()[0]}")
-                        if perf:
-                            agreements.append({"config": f"dynamic_batching {protocol}",
-                                               **perf_analyzer.agreement(course, perf)})
-                            print(agreements[-1])
-                            report.setdefault("perf_analyzer_example", {
-                                "command": " ".join(perf_analyzer.command(
-                                    "dynamic_batching", urls[protocol], protocol=protocol, concurrency=c,
-                                    measurement_ms=int(args.window * 1000))),
-                                "output": perf[0].output, "csv": perf[0].report_csv})
+                        row = perf_analyzer.side_by_side(urls[protocol], x, protocol=protocol, concurrency=c,
+                                                         model="dynamic_batching", window_s=args.window,
+                                                         repeats=args.repeats)
+                        _, perf = row.pop("_measurements")
+                        agreements.append({"config": f"dynamic_batching {protocol}", **row})
+                        print(f"  {protocol} {row['load']:>5}: throughput ratio {row['throughput ratio']:.3f} "
+                              f"({row['loadgen infer/s']} / {row['perf_analyzer infer/s']} infer/s), p50 ratio "
+                              f"{row['p50 ratio']:.3f}, server compute ratio {row['server compute ratio']:.3f}", flush=True)
+                        report.setdefault("perf_analyzer_example", {
+                            "command": " ".join(perf_analyzer.command(
+                                "dynamic_batching", urls[protocol], protocol=protocol, concurrency=c,
+                                measurement_ms=int(args.window * 1000))),
+                            "output": perf[0].output, "csv": perf[0].report_csv})
             report["server"] = server.summary()
             report["runner_log"] = [line for line in server.log_text().splitlines() if "runner:" in line]
             for line in report["runner_log"][:2]:
@@ -176,12 +178,12 @@ def main() -> None:
                   f"{item.throughput:8.1f}: ratio {served.throughput / item.throughput:.2f}")
     if agreements:
         print(f"\nCourse load generator vs perf_analyzer (same server and model, alternating, medians of "
-              f"{args.repeats}):")
+              f"{args.repeats}; ratios are load generator / perf_analyzer):")
         print(loadgen.table(agreements))
-        worst = max(abs(a["throughput diff %"]) for a in agreements)
-        print(f"Largest throughput difference: {worst:.1f} %")
-    elif args.perf_analyzer == "auto":
-        print(f"\nperf_analyzer: skipped, {perf_analyzer.unavailable_reason()}")
+        apart = [a for a in agreements if abs(a["throughput ratio"] - 1) > 0.10]
+        print(f"Throughput within 10 % at {len(agreements) - len(apart)} of {len(agreements)} points; "
+              + ("not within 10 %: " + ", ".join(f"{a['config']} {a['load']} ({a['throughput ratio']:.3f})"
+                                                 for a in apart) if apart else "every point within 10 %."))
 
     report.update({
         "limit": vars(limit),

@@ -1,6 +1,6 @@
 """Generate the labs' student copies from the complete labs (never edit a student copy by hand).
 
-Every labs/solutions/NN_topic.ipynb becomes labs/NN_topic.ipynb:
+Every labs/solutions/NN_topic.ipynb (or NNx_topic.ipynb, e.g. 07b) becomes labs/NN_topic.ipynb:
 
 - in each code cell, every block between the two whole lines `# BEGIN SOLUTION` and
   `# END SOLUTION` (markers included) becomes `# YOUR ANSWER HERE` and

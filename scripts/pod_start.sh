@@ -141,7 +141,18 @@ fi
 "$venv/bin/triton-course" --help >/dev/null 2>&1 ||
   fail "The course's command does not run in $venv." "Delete $venv and start again (it is rebuilt)."
 
-# --- 4. the model, and the doctor -----------------------------------------------------------
+# --- 4. the model, perf_analyzer, and the doctor ----------------------------------------------
+# perf_analyzer, which `triton-course prepare` puts into the environment, needs libb64.so.0d. A pod's
+# system files are new at each start (only the volume stays), so it is installed at each start.
+if ! ldconfig -p 2>/dev/null | grep -q libb64.so.0d; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing libb64-0d for perf_analyzer"
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libb64-0d; } \
+      >/dev/null 2>&1 || say "could not install libb64-0d; lessons 07 and 07b need it: apt-get install libb64-0d"
+  else
+    say "perf_analyzer needs libb64-0d (lessons 07 and 07b): sudo apt-get install libb64-0d"
+  fi
+fi
 say "building the model artifact (only the first time)"
 "$venv/bin/triton-course" prepare || fail "triton-course prepare failed (message above)." \
   "Its message says what to do; \`$venv/bin/triton-course prepare --force\` rebuilds from scratch."

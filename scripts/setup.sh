@@ -18,13 +18,19 @@ missing=()
 if ! ldconfig -p 2>/dev/null | grep -q "libpython$version.so.1.0" && [ ! -e "$libdir/libpython$version.so.1.0" ]; then
   missing+=("libpython$version")
 fi
-if [ ${#missing[@]} -gt 0 ]; then
+# perf_analyzer (lessons 07 and 07b; `triton-course prepare` puts it into the environment) needs
+# libb64.so.0d: installed with the others when we can, else the lessons say what to do.
+optional=()
+ldconfig -p 2>/dev/null | grep -q "libb64.so.0d" || optional+=(libb64-0d)
+if [ ${#missing[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing ${missing[*]} with apt-get"
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-  else
+    echo "Installing ${missing[*]} ${optional[*]} with apt-get"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" "${optional[@]}"
+  elif [ ${#missing[@]} -gt 0 ]; then
     echo "The course needs: ${missing[*]}. Install them (sudo apt-get install ${missing[*]}) and run again." >&2
     exit 1
+  else
+    echo "Note: perf_analyzer needs ${optional[*]}: sudo apt-get install ${optional[*]} (lessons 07 and 07b use it)." >&2
   fi
 fi
 

@@ -1,4 +1,5 @@
-"""Lab 07 checks, on a real (short) measurement of the course model."""
+"""Lab 07 checks, on a real (short) measurement of the course model, and the learner's perf_analyzer
+command run against a real server."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 
 import triton_course
-from triton_course import loadgen
+from triton_course import loadgen, perf_analyzer
 from triton_course.checks import lab07
+from triton_course.paths import MODEL_NAME
 from triton_course.photos import photo, preprocess
 
 
@@ -104,3 +106,83 @@ def test_choice_mistakes(results):
     for choose, message in cases.items():
         verdict = lab07.check_choice(choose, results)
         assert not verdict.ok and message in str(verdict), (choose.__name__, str(verdict))
+
+
+# --- Exercise 3: the learner's perf_analyzer command, run against a real server ------------------------------
+
+@pytest.fixture(scope="module")
+def served(reference_repo):
+    with triton_course.start_server(reference_repo) as server:
+        yield server
+
+
+def right_command(model, grpc_address, csv_path):
+    return ["perf_analyzer", "-m", model, "-u", grpc_address, "-i", "grpc", "--concurrency-range", "2:2",
+            "--shape", "input:3,224,224", "--measurement-interval", "1000", "-f", str(csv_path)]
+
+
+def changed(drop=(), **replace):
+    """The right command with flags dropped (and their values) or given other values (flag=value)."""
+    def build(model, grpc_address, csv_path):
+        args = right_command(model, grpc_address, csv_path)
+        out = []
+        for flag, value in zip(args[1::2], args[2::2]):
+            if flag in drop:
+                continue
+            out += [flag, replace.get(flag, value)]
+        return args[:1] + out
+    return build
+
+
+def check(build, served, tmp_path):
+    return lab07.check_perf_analyzer_command(build, MODEL_NAME, served.grpc_address, served.http_url,
+                                             tmp_path / "perf.csv")
+
+
+def test_perf_command_right_answer_runs_and_writes_its_report(served, tmp_path):
+    verdict = check(right_command, served, tmp_path)
+    assert verdict.ok, verdict
+    (measured,) = perf_analyzer.parse_csv((tmp_path / "perf.csv").read_text())
+    assert measured.concurrency == 2 and measured.throughput > 0 and measured.p99_ms >= measured.p50_ms > 0
+    # the = form of long flags is the same command
+    equals = lambda m, g, c: ["perf_analyzer", "-m", m, "-u", g, "-i", "grpc", "--concurrency-range=2:2",  # noqa: E731
+                              "--shape=input:3,224,224", "--measurement-interval=1000", "-f", str(c)]
+    assert check(equals, served, tmp_path).ok
+
+
+def test_perf_command_failures_quote_perf_analyzer(served, tmp_path):
+    """Commands perf_analyzer refuses: each verdict names the flag and quotes perf_analyzer."""
+    cases = {
+        changed(**{"-m": "resnet50"}): ["-m resnet50", "perf_analyzer said:", "Request for unknown model",
+                                        MODEL_NAME],
+        changed(drop=("-i",)): ["-i is missing, so perf_analyzer speaks HTTP", "perf_analyzer said:"],
+        changed(**{"-u": served.http_url.split("://")[1]}): ["is the server's HTTP address, but -i grpc",
+                                                              "perf_analyzer said:"],
+        changed(**{"-u": "grpc://" + served.grpc_address}): ["without a scheme", "perf_analyzer said:"],
+        changed(drop=("-m",)): ["-m is missing"],
+    }
+    for build, messages in cases.items():
+        text = str(check(build, served, tmp_path))
+        assert text.startswith("NOT YET") and all(m in text for m in messages), (messages, text)
+
+
+def test_perf_command_runs_that_succeed_but_miss_the_exercise(served, tmp_path):
+    """perf_analyzer accepts these; the check reads its report and the arguments and names the flag."""
+    cases = {
+        changed(drop=("-f",)): "-f is missing",
+        changed(**{"--concurrency-range": "4"}): "--concurrency-range 4: the report holds concurrency [4]",
+        changed(drop=("--concurrency-range",)): "--concurrency-range is missing, so perf_analyzer used its default",
+        changed(drop=("--shape",)): "--shape is missing",
+        changed(**{"--shape": "input:1,3,224,224"}): "includes the batch dimension",
+    }
+    for build, message in cases.items():
+        text = str(check(build, served, tmp_path))
+        assert text.startswith("NOT YET") and message in text, (message, text)
+
+
+def test_perf_command_wrong_types(served, tmp_path):
+    as_text = lambda m, g, c: " ".join(right_command(m, g, c))  # noqa: E731
+    assert "return a list of strings" in str(check(as_text, served, tmp_path))
+    no_program = lambda m, g, c: right_command(m, g, c)[1:]  # noqa: E731
+    assert "starts with the program" in str(check(no_program, served, tmp_path))
+    assert "raised KeyError" in str(check(lambda m, g, c: {}["x"], served, tmp_path))

@@ -15,7 +15,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "labs" / "solutions").glob("*.ipynb"))
 STUDENT_COPIES = sorted((ROOT / "labs").glob("*.ipynb"))
-LESSON_NUMBERS = {p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+LAB_NAME = re.compile(r"(\d\d[a-z]?)_[a-z0-9_]+\.ipynb$")  # NN_topic, or NNx_topic for a lesson added after NN
+LESSON_PREFIXES = {m[1] for p in (ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb") if (m := LAB_NAME.match(p.name))}
 NBVAL_MARKERS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP", "# NBVAL_CHECK_OUTPUT", "# NBVAL_RAISES_EXCEPTION")
 UNNUMBERED_LABS = {"debugging.ipynb"}  # a lab that goes with no single lesson
 DIFFICULTY = re.compile(r"\*\*Difficulty:\*\* (★☆☆|★★☆|★★★)")
@@ -204,8 +205,9 @@ def test_student_copy_runs_up_to_its_first_exercise(path):
 def test_lab_goes_with_a_lesson(path):
     if path.name in UNNUMBERED_LABS:
         return
-    assert re.match(r"\d\d_[a-z0-9_]+\.ipynb$", path.name), f"{path.name}: name it NN_topic.ipynb"
-    assert path.name[:2] in LESSON_NUMBERS, f"{path.name}: no notebooks/{path.name[:2]}_*.ipynb lesson"
+    match = LAB_NAME.match(path.name)
+    assert match, f"{path.name}: name it NN_topic.ipynb (or NNx_topic.ipynb, like its lesson)"
+    assert match[1] in LESSON_PREFIXES, f"{path.name}: no notebooks/{match[1]}_*.ipynb lesson"
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)

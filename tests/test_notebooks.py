@@ -1,6 +1,7 @@
 """Static checks of the committed notebooks (nbval re-runs them; these catch what it cannot)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,17 @@ def test_committed_with_outputs_run_in_order_without_errors(path):
     assert not errors, f"{path.name}: stored error output"
 
 
+LESSON_NAME = re.compile(r"(?P<number>\d\d)(?P<letter>[a-z]?)_[a-z0-9_]+\.ipynb$")  # NN_topic or NNx_topic
+
+
 def test_lessons_are_numbered_in_sequence():
-    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
-    assert numbers == list(range(len(numbers)))
+    # A lesson added between two others takes a letter (07b after 07), so the others keep their numbers.
+    names = [LESSON_NAME.match(p.name) for p in NOTEBOOKS]
+    assert all(names), f"name every lesson NN_topic.ipynb or NNx_topic.ipynb: {[p.name for p in NOTEBOOKS]}"
+    prefixes = [m["number"] + m["letter"] for m in names]
+    assert len(set(prefixes)) == len(prefixes), f"two lessons share a prefix: {sorted(prefixes)}"
+    numbers = sorted({int(m["number"]) for m in names})
+    assert numbers == list(range(len(numbers))), f"lesson numbers must run 00, 01, ... without gaps: {numbers}"
+    lettered = [m["number"] + m["letter"] for m in names if m["letter"]]
+    unnumbered = [p for p in lettered if p[:2] not in {m["number"] for m in names if not m["letter"]}]
+    assert not unnumbered, f"a lettered lesson must follow the lesson of its number: {unnumbered}"

@@ -1,55 +1,37 @@
-"""perf_analyzer's command line, its CSV report, the comparison with the course's load generator,
-and the in-process ceiling: no server needed."""
+"""perf_analyzer: its command line and reports (fast, from a recorded report), and the real program measuring
+a real embedded server over gRPC and HTTP; what it says when it cannot start; the in-process ceiling."""
 
 from __future__ import annotations
 
 import json
-import platform
 import sys
 
 import numpy as np
 import pytest
 
+import triton_course
 from triton_course import artifact, course_root, inprocess, perf_analyzer
 from triton_course.loadgen import Result
+from triton_course.paths import MODEL_NAME
 from triton_course.perf_analyzer import Measurement, PerfAnalyzerError
-
-_libc, _version = platform.libc_ver()
-OLD_GLIBC = _libc == "glibc" and tuple(int(x) for x in _version.split(".")[:2]) < perf_analyzer.MIN_GLIBC
+from triton_course.photos import photo, preprocess
 
 
 @pytest.fixture(scope="module")
-def h100_csv() -> str:
-    """A real perf_analyzer -f report, recorded on an H100 (docs/benchmarks/h100.json)."""
-    recorded = json.loads((course_root() / "docs" / "benchmarks" / "h100.json").read_text())
-    return recorded["perf_analyzer_example"]["csv"]
+def h100() -> dict:
+    """A real perf_analyzer run (its printed report and -f CSV), recorded on an H100 (docs/benchmarks/h100.json)."""
+    return json.loads((course_root() / "docs" / "benchmarks" / "h100.json").read_text())["perf_analyzer_example"]
 
 
-@pytest.fixture
-def fake_perf_analyzer(tmp_path, monkeypatch):
-    """Point PERF_ANALYZER at a script that acts like perf_analyzer: it logs its arguments, then
-    writes `csv` to the -f path and exits 0, or prints `fail` to stderr and exits 2."""
+@pytest.fixture(scope="module")
+def h100_csv(h100) -> str:
+    return h100["csv"]
 
-    def make(csv: str = "", fail: str = ""):
-        script = tmp_path / "perf_analyzer"
-        script.write_text(f"""#!{sys.executable}
-import json, sys
-args = sys.argv[1:]
-if args == ["--help"]:
-    sys.exit(0)
-open({str(tmp_path / "args.json")!r}, "w").write(json.dumps(args))
-if {fail!r}:
-    print("*** Measurement Settings ***")
-    print({fail!r}, file=sys.stderr)
-    sys.exit(2)
-open(args[args.index("-f") + 1], "w").write({csv!r})
-print("Concurrency: 3, throughput: 138.547 infer/sec")
-""")
-        script.chmod(0o755)
-        monkeypatch.setenv("PERF_ANALYZER", str(script))
-        return tmp_path / "args.json"
 
-    return make
+@pytest.fixture(scope="module")
+def server(reference_repo):
+    with triton_course.start_server(reference_repo) as running:
+        yield running
 
 
 def _course(throughput: float, latencies) -> Result:
@@ -86,6 +68,11 @@ def test_command_protocol_url_and_shared_memory():
     assert shm[-2:] == ["--shared-memory", "system"]
 
 
+def test_command_max_trials_only_when_asked():
+    assert "--max-trials" not in perf_analyzer.command()
+    assert perf_analyzer.command(max_trials=20)[-2:] == ["--max-trials", "20"]
+
+
 # --- the report --------------------------------------------------------------------------------
 
 def test_parse_csv_reads_a_real_h100_report(h100_csv):
@@ -111,58 +98,110 @@ def test_parse_csv_refuses_a_report_without_concurrency():
 
 
 def test_agreement_compares_medians():
-    """agreement: medians of the repeats on each side, and the course's difference in percent."""
+    """agreement: medians of the repeats on each side, as load generator / perf_analyzer ratios."""
     course = [_course(90, [4, 5, 6]), _course(100, [5, 5, 5]), _course(130, [3, 4, 5])]
     perf = [_perf(125, 4.0), _perf(120, 4.0), _perf(200, 9.0)]
     got = perf_analyzer.agreement(course, perf)
-    assert got == {"load": "c=1", "repeats": 3, "course infer/s": 100.0, "perf_analyzer infer/s": 125.0,
-                   "throughput diff %": -20.0, "course p50 ms": 5.0, "perf_analyzer p50 ms": 4.0,
-                   "p50 diff %": 25.0}
+    assert got == {"load": "c=1", "repeats": 3, "loadgen infer/s": 100.0, "perf_analyzer infer/s": 125.0,
+                   "throughput ratio": 0.8, "loadgen p50 ms": 5.0, "perf_analyzer p50 ms": 4.0, "p50 ratio": 1.25}
     single = perf_analyzer.agreement(_course(110, [2.0]), _perf(100, 2.0))
-    assert single["repeats"] == 1 and single["throughput diff %"] == 10.0 and single["p50 diff %"] == 0.0
+    assert single["repeats"] == 1 and single["throughput ratio"] == 1.1 and single["p50 ratio"] == 1.0
 
 
-# --- running it --------------------------------------------------------------------------------
+def test_read_report_reads_each_line(h100):
+    """read_report turns the printed report into numbers, section by section."""
+    report = perf_analyzer.read_report(h100["output"])
+    assert report["concurrency"] == 1
+    client, server = report["client"], report["server"]
+    assert client["Request count"] == 971 and client["Throughput"] == 132.981 and client["p99 latency"] == 9674
+    assert client["Avg latency"] == 7204 and client["Avg HTTP time"] == 7196
+    assert (server["Inference count"], server["Execution count"], server["Successful request count"]) == (971,) * 3
+    assert (server["queue"], server["compute input"], server["compute infer"], server["compute output"]) == \
+        (2170, 112, 3850, 65)
+    assert server["overhead"] == 3 and server["Avg request latency"] == 6201
+    with pytest.raises(ValueError, match="not a perf_analyzer concurrency report"):
+        perf_analyzer.read_report("error: failed to get model metadata")
 
-@pytest.mark.skipif(not OLD_GLIBC, reason="perf_analyzer's wheel can run on this glibc")
-def test_unavailable_on_old_glibc_says_why(monkeypatch, tmp_path):
-    """Without PERF_ANALYZER on glibc < 2.38: no binary, and the error says which glibc it needs."""
-    monkeypatch.delenv("PERF_ANALYZER", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))  # nothing called perf_analyzer here
+
+def test_latency_parts_add_up_to_the_client_average(h100, h100_csv):
+    """The CSV's seven parts are the client's average latency split (integer microseconds each)."""
+    parts = perf_analyzer.latency_parts(h100_csv)
+    assert list(parts) == list(perf_analyzer.LATENCY_PARTS)
+    assert parts["Server Queue"] == pytest.approx(2.170) and parts["Network+Server Send/Recv"] == pytest.approx(0.820)
+    average = perf_analyzer.read_report(h100["output"])["client"]["Avg latency"] / 1000
+    assert sum(parts.values()) == pytest.approx(average, abs=0.01)
+    with pytest.raises(ValueError, match="lacks the latency columns"):
+        perf_analyzer.latency_parts("Concurrency,Inferences/Second\n1,2\n")
+
+
+# --- the real program, against a real server ----------------------------------------------------------------
+
+def test_the_course_perf_analyzer_runs_here():
+    """`make setup` installed Perf Analyzer 2.51.0; describe() says which one and where it came from."""
+    assert perf_analyzer.unavailable_reason() is None
+    assert perf_analyzer.find_binary() is not None
+    assert perf_analyzer.describe().startswith("Perf Analyzer 2.51.0 (")
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_measures_a_real_server(server, protocol):
+    """perf_analyzer measures the embedded server serving the course model; its CSV and its printed report
+    agree and their fields are sane."""
+    url = server.grpc_address if protocol == "grpc" else server.http_url
+    m = perf_analyzer.measure(url, model=MODEL_NAME, protocol=protocol, concurrency=2, measurement_ms=500,
+                              stability_percent=50)
+    assert m.concurrency == 2 and m.throughput > 0
+    assert 0 < m.p50_ms <= m.p90_ms <= m.p95_ms <= m.p99_ms
+    assert m.queue_ms >= 0 and m.compute_ms > 0
+    assert m.report_csv.splitlines()[0].split(",")[:2] == ["Concurrency", "Inferences/Second"]
+    report = perf_analyzer.read_report(m.output)
+    client, served = report["client"], report["server"]
+    assert report["concurrency"] == 2 and f"Avg {'gRPC' if protocol == 'grpc' else 'HTTP'} time" in client
+    assert client["Throughput"] == pytest.approx(m.throughput, rel=1e-3)
+    assert client["p50 latency"] / 1000 == pytest.approx(m.p50_ms)
+    # one image per request, every request answered; dynamic batching may join requests into executions
+    assert served["Inference count"] == served["Successful request count"] == client["Request count"]
+    assert 0 < served["Execution count"] <= served["Inference count"]
+    assert sum(perf_analyzer.latency_parts(m.report_csv).values()) == pytest.approx(client["Avg latency"] / 1000,
+                                                                                     abs=0.05)
+
+
+def test_side_by_side_measures_both_tools(server):
+    """side_by_side: both tools at one point, their ratios, and each client's CPU per request."""
+    x = preprocess(photo("coffee"))[None]
+    row = perf_analyzer.side_by_side(server.grpc_address, x, protocol="grpc", concurrency=1, model=MODEL_NAME,
+                                     window_s=0.5)
+    course, perf = row.pop("_measurements")
+    assert (row["protocol"], row["load"], row["repeats"]) == ("grpc", "c=1", 1)
+    assert row["throughput ratio"] == pytest.approx(course[0].throughput / perf[0].throughput, abs=1e-3)
+    assert row["loadgen CPU ms/req"] > 0 and row["perf_analyzer CPU ms/req"] > 0
+    assert row["server compute ratio"] == pytest.approx(course[0].server["compute_ms"] / perf[0].compute_ms, abs=1e-3)
+
+
+def test_wrong_model_name_quotes_perf_analyzer(server):
+    """A model the server does not have: perf_analyzer's own message, and the command to run by hand."""
+    with pytest.raises(PerfAnalyzerError) as err:
+        perf_analyzer.measure(server.grpc_address, model="no_such_model", protocol="grpc")
+    assert err.value.source == "perf_analyzer"
+    assert "Request for unknown model: 'no_such_model' is not found" in err.value.triton_said
+    assert "perf_analyzer said:" in str(err.value) and "-m no_such_model" in err.value.fix
+
+
+def test_missing_library_is_named_with_its_fix(monkeypatch):
+    """The program itself, without the wrapper that puts libcudart.so.12 on its library path: the reason names
+    the library, the loader's words and the command that installs it; measure() refuses with that reason."""
+    raw = perf_analyzer.install_dir(sys.prefix) / "perf_analyzer"
+    assert raw.exists(), "make setup installs Perf Analyzer 2.51.0 there"
+    monkeypatch.setenv("PERF_ANALYZER", str(raw))
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
     assert perf_analyzer.find_binary() is None
     reason = perf_analyzer.unavailable_reason()
-    assert "glibc >= 2.38" in reason and _version in reason
+    assert str(raw) in reason and "libcudart.so.12" in reason
+    assert "cannot open shared object file" in reason
+    assert "pip install nvidia-cuda-runtime-cu12" in reason
     with pytest.raises(PerfAnalyzerError) as err:
         perf_analyzer.measure("127.0.0.1:8001")
-    assert err.value.fix == reason
-    assert "perf_analyzer cannot run here" in str(err.value)
-
-
-def test_measure_runs_the_binary_and_parses_its_report(fake_perf_analyzer, h100_csv):
-    """measure passes its settings on, and returns the report's measurement with the raw text."""
-    args_file = fake_perf_analyzer(csv=h100_csv)
-    assert perf_analyzer.find_binary() is not None and perf_analyzer.unavailable_reason() is None
-    m = perf_analyzer.measure("http://127.0.0.1:8000", protocol="http", concurrency=3, label="fake",
-                              shared_memory=True)
-    # the figures are the report's (recorded at c=1), not the arguments'
-    assert (m.label, m.concurrency, m.throughput, m.p99_ms) == ("fake", 1, 132.981, 9.674)
-    assert m.report_csv == h100_csv
-    assert "138.547 infer/sec" in m.output
-    args = json.loads(args_file.read_text())
-    assert args[args.index("-u") + 1] == "127.0.0.1:8000"
-    assert args[args.index("--concurrency-range") + 1] == "3:3"
-    assert args[-2:] == ["--shared-memory", "system"]
-
-
-def test_measure_quotes_perf_analyzer_when_it_fails(fake_perf_analyzer):
-    """A non-zero exit is a PerfAnalyzerError quoting perf_analyzer's last lines."""
-    fake_perf_analyzer(fail="Failed to obtain stable measurement within 10 measurement windows")
-    with pytest.raises(PerfAnalyzerError) as err:
-        perf_analyzer.measure("127.0.0.1:8001")
-    assert "exit 2" in err.value.what
-    assert err.value.triton_said == "Failed to obtain stable measurement within 10 measurement windows"
-    assert "perf_analyzer said: Failed to obtain stable measurement" in str(err.value)
-    assert "--concurrency-range 1:1" in err.value.fix
+    assert err.value.fix == reason and "perf_analyzer cannot run here" in str(err.value)
 
 
 # --- the in-process ceiling ----------------------------------------------------------------------

@@ -168,9 +168,11 @@ def engine():
 
 
 def pip_sources() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """This machine's pip settings as PIP_* variables, and read-only mounts of the local paths they
-    name (wheel folders, file:// indexes, the CA bundle): pip in the container then installs from
-    the same sources, through the same TLS interception, as pip here."""
+    """This machine's pip settings as PIP_* variables, and a read-only mount of every local file or
+    folder any of them names (wheel folders, file:// indexes, the CA bundle, a constraints or requirements
+    file, ...): pip in the container then installs from the same sources, under the same constraints,
+    through the same TLS interception, as pip here. Every setting is passed, and every path it names
+    that exists here is mounted at the same place."""
     env = {k: v for k, v in os.environ.items() if k.startswith("PIP_")}
     listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
     for line in listed.splitlines():
@@ -178,14 +180,32 @@ def pip_sources() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         if match:
             env.setdefault("PIP_" + match.group(2).upper().replace("-", "_"), match.group(3))
     mounts = {}
-    for key in ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
-        for item in env.get(key, "").split():
+    for key, value in env.items():
+        for item in value.split():
             path = item.removeprefix("file://").rstrip("/")
             if key.endswith("INDEX_URL") and item.startswith("file://"):
                 path = os.path.dirname(path)  # the index's pages link to files beside its simple/ folder
             if path.startswith("/") and os.path.exists(path):
                 mounts[path] = {"bind": path, "mode": "ro"}
     return env, mounts
+
+
+def test_every_local_path_a_pip_setting_names_is_mounted(tmp_path, monkeypatch):
+    """The container's pip fails on a setting that names a file it cannot see (a constraints file:
+    `Could not open requirements file`), so each such file or folder is mounted read-only."""
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("torch<=9\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    monkeypatch.setenv("PIP_CONSTRAINT", str(constraints))
+    monkeypatch.setenv("PIP_FIND_LINKS", f"{wheels} {tmp_path / 'absent'}")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", f"file://{tmp_path}/index/simple https://pypi.example/simple")
+    (tmp_path / "index" / "simple").mkdir(parents=True)
+    env, mounts = pip_sources()
+    assert env["PIP_CONSTRAINT"] == str(constraints)
+    for path in (constraints, wheels, tmp_path / "index"):
+        assert mounts[str(path)] == {"bind": str(path), "mode": "ro"}
+    assert str(tmp_path / "absent") not in mounts  # named but not here: nothing to mount
 
 
 def copy_checkout(target: Path) -> None:
@@ -288,6 +308,9 @@ def test_pod_start_in_the_ngc_layout_image(engine, tmp_path):
         assert re.search(r"^OK\s+packages\s+all pinned versions installed$", logs, re.M), logs[-4000:]
         assert re.search(r"^OK\s+local tritonserver\s+/opt/tritonserver/bin/tritonserver$", logs, re.M)
         assert re.search(r"^OK\s+model artifact\s+/workspace/triton-course/models/", logs, re.M)
+        # perf_analyzer: the program of the tritonclient 2.51.0 wheel, and libb64-0d from apt
+        assert re.search(r"^OK\s+perf_analyzer\s+2\.51\.0 \(from the tritonclient 2\.51\.0 wheel\)", logs, re.M), \
+            "\n".join(line for line in logs.splitlines() if "perf_analyzer" in line or "libb64" in line)
         assert not re.search(r"^MISSING \(required\)", logs, re.M), "a required check failed"
         assert (volume / "triton-course" / "models" / "efficientnet_lite0" / "1" / "model.onnx").stat().st_size > 1e7
         assert token not in logs  # a token given by the learner is not printed
@@ -339,6 +362,7 @@ def test_pod_start_in_the_ngc_layout_image(engine, tmp_path):
         assert status["StatusCode"] == 0, logs
         assert "packages: already installed" in logs and "Collecting" not in logs
         assert re.search(r"^OK\s+local tritonserver", logs, re.M)
+        assert re.search(r"^OK\s+perf_analyzer\s+2\.51\.0", logs, re.M), logs[-3000:]
         assert restart < 60, f"a restart took {restart:.0f} s"
         print(f"\nfirst start to JupyterLab answering: {first_start:.0f} s; restart to doctor: {restart:.1f} s")
     finally:

@@ -22,8 +22,17 @@ def cmd_doctor(args) -> int:
 def cmd_prepare(args) -> int:
     from .prepare import prepare
 
+    from . import perf_analyzer
+
     repository = prepare(force=args.force)
     print(f"Reference repository ready: {repository}")
+    try:
+        perf_analyzer.install(force=args.force)
+    except perf_analyzer.PerfAnalyzerError as exc:  # the lessons still run; 07 and 07b need it
+        print(f"perf_analyzer was not installed.\n{exc}", file=sys.stderr)
+        return 0
+    reason = perf_analyzer.unavailable_reason()
+    print(perf_analyzer.describe() if reason is None else f"perf_analyzer: {reason}")
     return 0
 
 

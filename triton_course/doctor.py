@@ -132,6 +132,17 @@ def check_tensorrt() -> Check:
                  required=False, lessons="08")
 
 
+def check_perf_analyzer() -> Check:
+    from . import perf_analyzer
+
+    problem = perf_analyzer.diagnose()
+    if problem is None:  # "2.51.0 (from the tritonclient 2.51.0 wheel)", or the pip package's version
+        detail, fix = perf_analyzer.describe().removeprefix("Perf Analyzer ").split("): ")[0] + ")", ""
+    else:
+        _, detail, fix = problem
+    return Check("perf_analyzer", problem is None, detail, fix, required=False, lessons="07, 07b")
+
+
 def check_prometheus() -> Check:
     from .monitoring import find_prometheus
 
@@ -235,10 +246,13 @@ def check_disk(min_free_gb: float = MIN_FREE_GB) -> Check:
 def check_notebooks(root: Path | None = None) -> Check:
     """The lessons 00..NN in sequence, each a readable notebook; every lab solution with its student copy."""
     root = root or course_root()
-    lessons = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    # NN_topic, or NNx_topic for a lesson added after lesson NN (07b follows 07; the others keep their numbers)
+    lessons = sorted(p for p in (root / "notebooks").glob("[0-9][0-9]*_*.ipynb") if LESSON_NAME.match(p.name))
     problems = []
-    numbers = [int(p.name[:2]) for p in lessons]
-    gaps = sorted(set(range(max(numbers, default=-1) + 1)) - set(numbers))
+    prefixes = [_lesson_prefix(p) for p in lessons]
+    numbers = [int(prefix) for prefix in prefixes if prefix.isdigit()]
+    lettered = [prefix for prefix in prefixes if not prefix.isdigit()]
+    gaps = sorted(set(range(max(numbers + [int(p[:2]) for p in lettered], default=-1) + 1)) - set(numbers))
     if not lessons:
         problems.append("no notebooks/NN_*.ipynb")
     elif gaps:
@@ -257,7 +271,7 @@ def check_notebooks(root: Path | None = None) -> Check:
         problems.append("student copies stale or orphaned: " + ", ".join(stale))
     if generator_errors:
         problems.append("the student-copy generator failed: " + generator_errors[0])
-    span = f" ({lessons[0].name[:2]}-{lessons[-1].name[:2]})" if lessons else ""
+    span = f" ({prefixes[0]}-{prefixes[-1]})" if lessons else ""
     detail = f"{len(lessons)} lessons{span}, {len(solutions)} labs"
     if problems:
         if generator_errors:
@@ -279,16 +293,24 @@ def _student_copy_problems(root: Path, solutions: list[Path]) -> list[tuple[str,
     generator, only the solutions that lack a copy."""
     script = root / "scripts" / "make_student_copies.py"
     if not script.is_file():
-        return [("missing", s.stem[:2]) for s in solutions if not (root / "labs" / s.name).exists()]
+        return [("missing", _lesson_prefix(s)) for s in solutions if not (root / "labs" / s.name).exists()]
     try:
         out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True,
                              timeout=120, cwd=root)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [("error", f"generator: {exc}")]
-    found = re.findall(r"^(missing|stale|orphan):\s+labs/(\d\d|\S+?)[_.]", out.stdout, re.M)
+    found = re.findall(r"^(missing|stale|orphan):\s+labs/(\d\d[a-z]?|\S+?)[_.]", out.stdout, re.M)
     if out.returncode != 0 and not found:
         return [("error", (out.stderr or out.stdout).strip().splitlines()[-1][:80])]
     return found
+
+
+LESSON_NAME = re.compile(r"\d\d[a-z]?_")
+
+
+def _lesson_prefix(path: Path) -> str:
+    """'07' for 07_benchmarking.ipynb, '07b' for 07b_model_analyzer.ipynb (a lab's name has its lesson's)."""
+    return path.stem.split("_", 1)[0]
 
 
 def _cell_count(path: Path) -> int | None:
@@ -302,7 +324,7 @@ def run_checks(workshop: bool = False) -> list[Check]:
     """What a learner's machine needs; `workshop=True` (the command line's doctor) adds what an
     instructor checks on each pod beforehand: free disk space and the course's notebooks."""
     checks = [check_python(), check_packages(), check_embedded(), check_local(), check_gpu(),
-              check_tensorrt(), check_prometheus(), check_docker(), check_model(), check_ports()]
+              check_tensorrt(), check_perf_analyzer(), check_prometheus(), check_docker(), check_model(), check_ports()]
     if workshop:
         checks += [check_disk(), check_notebooks()]
     by_name = {c.name: c for c in checks}

@@ -1,7 +1,6 @@
-"""The course's load generator: what perf_analyzer measures, in Python, on every machine.
-
-perf_analyzer's pip package needs glibc >= 2.38 (it silently installs a placeholder on
-Ubuntu 22.04 and Debian 12), so the course measures with tritonclient itself:
+"""The course's load generator: what perf_analyzer measures, in Python, with every request's raw
+latency kept (the lessons and labs work on them; perf_analyzer.side_by_side holds it against
+perf_analyzer on the same load):
 
 - closed loop (`measure`, `sweep`): N clients, each sends its next request as soon as the last
   one returns; after a warm-up, fixed windows are measured until throughput is stable;

@@ -1,5 +1,5 @@
-"""Build the course's reference repository: models/efficientnet_lite0/{config.pbtxt, labels.txt,
-1/model.onnx, 1/model.pt}."""
+"""Build the course's reference repository (models/efficientnet_lite0/{config.pbtxt, labels.txt,
+1/model.onnx, 1/model.pt}) and put perf_analyzer into the course's environment."""
 
 from __future__ import annotations
 

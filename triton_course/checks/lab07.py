@@ -1,10 +1,13 @@
 """Checks for lab 07 (benchmarking): the learner's summary of raw latencies and choice of a load point
-for a p99 budget, both run on the lab's own measurement and compared with the course's answers."""
+for a p99 budget, both run on the lab's own measurement and compared with the course's answers; and the
+learner's perf_analyzer command line, run against the lab's server."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+from pathlib import Path
 
 import numpy as np
 
@@ -185,3 +188,145 @@ def check_choice(choose, results: list[Result]) -> Verdict:
                       "those return the one with the largest throughput; None when none is left.")
     return passed(exercise, f"your choice matches the course's on all {len(cases)} budgets, derived from this lab's "
                   "measurement and from a worked example.")
+
+
+# --- Exercise 3: a perf_analyzer command line, run against the lab's server -------------------------------
+
+PERF_CONCURRENCY = 2
+PERF_TIMEOUT_S = 120
+
+
+def _flag(args: list[str], *names: str) -> str | None:
+    """The value given to a flag, written `-f X`, `--flag X` or `--flag=X`; None when absent."""
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def _quote(said: str) -> str:
+    lines = [line.strip() for line in said.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(nothing)"
+
+
+def _failure_problems(args, said, model, grpc_address, http_address) -> tuple[list[str], str]:
+    """Why a perf_analyzer run that exited with an error failed: the flag at fault, with its own words."""
+    quote = f"perf_analyzer said: {_quote(said)!r}"
+    name, url, protocol = _flag(args, "-m"), _flag(args, "-u"), _flag(args, "-i")
+    if name is None:
+        return [f"-m is missing: perf_analyzer needs the model's name. {quote}"], "Add \"-m\", model."
+    if name != model:
+        return [f"-m {name}: the server has no model of that name ({quote}); the lab's model is {model!r}."], \
+            "Pass the function's `model` argument after -m."
+    if url and "://" in url:
+        return [f"-u {url}: perf_analyzer takes host:port without a scheme ({quote})."], \
+            "Pass grpc_address as it is (127.0.0.1:PORT)."
+    if url == http_address and protocol == "grpc":
+        return [f"-u {url} is the server's HTTP address, but -i grpc speaks gRPC to it ({quote})."], \
+            "With -i grpc, -u is the gRPC address: the function's grpc_address argument."
+    if url == grpc_address and protocol in (None, "http"):
+        told = "-i is missing, so perf_analyzer speaks HTTP (its default)" if protocol is None else "-i http"
+        return [f"{told}, but -u {url} is the server's gRPC port ({quote})."], "Add \"-i\", \"grpc\"."
+    if url != grpc_address:
+        return [f"-u {url or '(missing: perf_analyzer then tries localhost:8000)'} is not this server's gRPC "
+                f"address {grpc_address} ({quote})."], "Pass the function's grpc_address argument after -u."
+    if "stable measurement" in said:
+        return ["perf_analyzer could not get three measurement windows that agree within its stability "
+                f"percentage ({quote}): the machine was busy."], \
+            "Run the check again; if it keeps failing, make the windows longer (--measurement-interval 2000)."
+    return [f"perf_analyzer stopped with an error: {quote}"], "Read its message; run the command in a terminal."
+
+
+def _report_problems(args, csv_path: Path, report: list) -> tuple[list[str], str]:
+    """What is wrong with a run that succeeded: the flags perf_analyzer accepted but the exercise does not."""
+    written = _flag(args, "-f")
+    if written is None:
+        return ["-f is missing: perf_analyzer printed its report but wrote no CSV file."], \
+            "Add \"-f\", str(csv_path): the CSV is what you (and Model Analyzer) read afterwards."
+    if Path(written) != csv_path:
+        return [f"-f {written}: the report went there; the exercise asks for the csv_path argument ({csv_path})."], \
+            "Pass csv_path after -f."
+    protocol = _flag(args, "-i")
+    if protocol != "grpc":
+        return [f"-i {protocol or '(missing, so HTTP)'}: perf_analyzer measured over HTTP; the exercise asks for "
+                "gRPC."], "Add \"-i\", \"grpc\" and use grpc_address for -u."
+    concurrencies = [m.concurrency for m in report]
+    if concurrencies != [PERF_CONCURRENCY]:
+        given = _flag(args, "--concurrency-range")
+        told = (f"--concurrency-range {given}" if given else
+                "--concurrency-range is missing, so perf_analyzer used its default (1)")
+        return [f"{told}: the report holds concurrency {concurrencies}; the exercise asks for {PERF_CONCURRENCY} "
+                "alone."], f"--concurrency-range {PERF_CONCURRENCY}:{PERF_CONCURRENCY} (start:end) measures one level."
+    batch = _flag(args, "-b")
+    if batch not in (None, "1"):
+        return [f"-b {batch}: each request then carries {batch} images; the exercise asks for one image per "
+                "request."], "Leave -b out (its default is 1) or write -b 1."
+    shape = _flag(args, "--shape")
+    expected = "input:3,224,224"
+    if shape is None:
+        return ["--shape is missing. This model's dims are fixed ([3, 224, 224]), so perf_analyzer managed without "
+                "it, but a model with a variable dimension (-1) cannot be measured without it, and the exercise "
+                "asks for it."], f"Add \"--shape\", \"{expected}\" (input name, then the dims without the batch)."
+    if shape != expected:
+        name, _, dims = shape.partition(":")
+        if name != "input":
+            why = f"the model's input is called 'input', not {name!r}"
+        elif dims.split(",")[1:] == ["3", "224", "224"]:
+            why = "it includes the batch dimension, which -b sets; --shape gives the dims after it"
+        else:
+            why = "the model's input dims are 3,224,224"
+        return [f"--shape {shape}: {why}. perf_analyzer did not complain, because this model's dims are fixed, "
+                "but on a model with a -1 dimension it would send that shape."], f"Write \"--shape\", \"{expected}\"."
+    return [], ""
+
+
+def check_perf_analyzer_command(build, model: str, grpc_address: str, http_address: str, csv_path) -> Verdict:
+    """Exercise 3: `build(model, grpc_address, csv_path)` returns perf_analyzer's command line as a list of
+    strings. The check runs it (the course's perf_analyzer in place of the first item) against the lab's
+    server and reads what perf_analyzer said and wrote; each mistake is named by its flag."""
+    from .. import perf_analyzer
+
+    exercise = "Exercise 3 (your perf_analyzer command)"
+    csv_path = Path(csv_path)
+    http_address = http_address.split("://", 1)[-1].rstrip("/")
+    if not callable(build):
+        return failed(exercise, f"Pass your function itself, not {type(build).__name__}.")
+    try:
+        args = build(model, grpc_address, csv_path)
+    except Exception as exc:  # noqa: BLE001 - the learner's code: report what it raised
+        return failed(exercise, f"Your function raised {type(exc).__name__}: {exc}")
+    if not isinstance(args, (list, tuple)) or not args or not all(isinstance(a, (str, Path, int)) for a in args):
+        return failed(exercise, f"Your function returned {args!r:.120}; return a list of strings, "
+                      "[\"perf_analyzer\", \"-m\", model, ...], one item per word of the command.",
+                      hint="Numbers too are strings on a command line: \"2:2\", not 2.")
+    args = [str(a) for a in args]
+    if Path(args[0]).name != "perf_analyzer":
+        return failed(exercise, f"The first item is {args[0]!r}: a command line starts with the program, "
+                      "\"perf_analyzer\".")
+    binary = perf_analyzer.find_binary()
+    if binary is None:
+        return failed(exercise, "perf_analyzer cannot run here, so the check cannot run your command.",
+                      hint=perf_analyzer.unavailable_reason() or "")
+    csv_path.unlink(missing_ok=True)
+    try:
+        done = subprocess.run([str(binary), *args[1:]], capture_output=True, text=True, timeout=PERF_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        interval = _flag(args, "-p", "--measurement-interval")
+        return failed(exercise, f"perf_analyzer ran for more than {PERF_TIMEOUT_S} s. --measurement-interval is "
+                      f"{interval or 'missing, so each window lasts 5000 ms (its default)'}.",
+                      hint="--measurement-interval 1000 (milliseconds) keeps each window short.")
+    if done.returncode != 0:
+        problems, hint = _failure_problems(args, done.stderr + done.stdout, model, grpc_address, http_address)
+        return failed(exercise, *problems, hint=hint)
+    try:
+        report = perf_analyzer.parse_csv(csv_path.read_text()) if csv_path.exists() else []
+    except ValueError as exc:
+        return failed(exercise, f"The file at -f is not the report the exercise asks for: {exc}.")
+    problems, hint = _report_problems(args, csv_path, report)
+    if problems:
+        return failed(exercise, *problems, hint=hint)
+    return passed(exercise, f"perf_analyzer ran your command against this lab's server over gRPC at concurrency "
+                  f"{PERF_CONCURRENCY} and wrote its CSV report to csv_path.")

@@ -1,0 +1,159 @@
+"""Model Analyzer against the embedded server: the config the course writes, one real (small) profile run
+shared by the tests, its results read back, the choice under a budget, and the errors a learner can meet."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from triton_course import model_analyzer, perf_analyzer
+from triton_course.model_config import ModelConfig, read_config
+from triton_course.paths import MODEL_NAME
+
+pytestmark = pytest.mark.skipif(perf_analyzer.find_binary() is None, reason="perf_analyzer does not run here")
+# Brute search of one instance, max batch 1 and 2, one and two clients: 3 configurations (the model's own too).
+TINY = {"run_config_search_mode": "brute", "run_config_search_max_instance_count": 1,
+        "run_config_search_max_model_batch_size": 2, "run_config_search_max_concurrency": 2}
+
+
+def _servers() -> list[str]:
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if ("tritonserver" in (p.info["name"] or "") or "perf_analyzer" in cmd) and "model_analyzer_tests" in cmd:
+            found.append(cmd)
+    return found
+
+
+@pytest.fixture(scope="module")
+def run(reference_repo, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("model_analyzer_tests")
+    return model_analyzer.profile(reference_repo, workdir, search=TINY, stream=False, deadline_s=600)
+
+
+def test_config_is_local_mode_with_the_embedded_server_and_the_courses_perf_analyzer(tmp_path):
+    config = model_analyzer.profile_config(tmp_path / "repo", tmp_path)
+    assert config["triton_launch_mode"] == "local" and "dcgm_disable" not in config
+    assert config["triton_server_path"].endswith("pytriton/tritonserver/bin/tritonserver")
+    assert config["perf_analyzer_path"] == str(perf_analyzer.find_binary())
+    assert {"LD_LIBRARY_PATH", "PATH", "PYTHONPATH"} == set(config["triton_server_environment"])
+    flags = config["triton_server_flags"]
+    assert flags["http-address"] == flags["grpc-address"] == flags["metrics-address"] == "127.0.0.1"
+    assert (Path(flags["backend-directory"]) / "python").is_dir()
+    assert config["profile_models"] == {MODEL_NAME: {"cpu_only": True, "perf_analyzer_flags": {
+        "shape": "input:3,224,224", "stability-percentage": model_analyzer.STABILITY_PERCENT}}}
+    for key, value in model_analyzer.SMALL_SEARCH.items():
+        assert config[key] == value
+    assert config["checkpoint_directory"].startswith(str(tmp_path.resolve()))
+
+
+@pytest.mark.server
+def test_a_real_run_profiles_every_configuration_and_leaves_nothing_running(run):
+    names = run.configs()
+    assert names == [f"{MODEL_NAME}_config_default", f"{MODEL_NAME}_config_0", f"{MODEL_NAME}_config_1"]
+    assert {r.concurrency for r in run.rows} <= {1, 2}
+    assert all(r.throughput > 0 and r.p99_ms > 0 for r in run.rows)
+    assert [(r.max_batch_size, r.dynamic_batching) for r in run.rows if r.config.endswith("_0")][0] == (1, True)
+    assert run.reports() and run.reports()[0].name.endswith(".html") and "summaries" in run.reports()[0].parts
+    assert not _servers(), "Model Analyzer left a server or perf_analyzer running"
+
+
+@pytest.mark.server
+def test_results_csv_is_read_row_by_row(run):
+    with open(run.results_csv) as f:
+        raw = list(csv.DictReader(f))
+    assert len(raw) == len(run.rows)
+    rows = {(r.config, r.concurrency): r for r in run.rows}
+    for line in raw:
+        row = rows[line["Model Config Path"], int(line["Concurrency"])]
+        assert row.throughput == pytest.approx(float(line["Throughput (infer/sec)"]))
+        assert row.p99_ms == pytest.approx(float(line["p99 Latency (ms)"]))
+        assert row.max_batch_size == int(line["Max Batch Size"])
+    # listed as Model Analyzer wrote the configurations (its CSV ranks them), each by rising concurrency
+    assert [(r.config, r.concurrency) for r in run.rows] == sorted(
+        rows, key=lambda k: (-1 if k[0].endswith("default") else int(k[0].rsplit("_", 1)[1]), k[1]))
+
+
+@pytest.mark.server
+def test_chosen_config_is_read_with_tritons_protobuf_and_becomes_deployable(run, reference_repo):
+    best = model_analyzer.best_under_budget(run.rows, max(r.p99_ms for r in run.rows))
+    assert best.throughput == max(r.throughput for r in run.rows)
+    chosen = run.model_config(best.config)
+    assert isinstance(chosen, ModelConfig) and chosen.backend == "python"  # the served copy MA profiled
+    base = read_config(reference_repo / MODEL_NAME / "config.pbtxt")
+    deploy = model_analyzer.deployable_config(base, chosen)
+    assert deploy.platform == "onnxruntime_onnx" and deploy.name == MODEL_NAME
+    assert deploy.max_batch_size == chosen.max_batch_size and list(deploy.instance_group) == list(chosen.instance_group)
+    with pytest.raises(model_analyzer.ModelAnalyzerError, match="Use one of: "):
+        run.model_config("efficientnet_lite0_config_99")
+
+
+@pytest.mark.server
+def test_a_budget_nothing_meets_names_the_best_p99_measured(run):
+    lowest = min(r.p99_ms for r in run.rows)
+    with pytest.raises(model_analyzer.NothingUnderBudgetError) as error:
+        model_analyzer.best_under_budget(run.rows, lowest / 2)
+    assert f"the lowest p99 measured was {lowest:.1f} ms" in str(error.value)
+    assert f"Raise the budget to at least {lowest:.1f} ms" in str(error.value)
+    assert model_analyzer.best_under_budget(run.rows, lowest).p99_ms == lowest
+
+
+@pytest.mark.server
+def test_frontier_keeps_only_points_nothing_beats(run):
+    edge = model_analyzer.frontier(run.rows)
+    for point in edge:
+        assert not any(r.p99_ms < point.p99_ms and r.throughput > point.throughput for r in run.rows)
+    assert max(run.rows, key=lambda r: r.throughput) in edge
+
+
+@pytest.mark.server
+def test_a_model_name_model_analyzer_cannot_find_quotes_it(reference_repo, tmp_path):
+    with pytest.raises(model_analyzer.ModelAnalyzerError) as error:
+        model_analyzer.profile(reference_repo, tmp_path, model="efficientnet_lite", search=TINY, stream=False,
+                               deadline_s=300)
+    text = str(error.value)
+    assert "found no model 'efficientnet_lite'" in text
+    assert "Model Analyzer said: Model efficientnet_lite load failed: " in text
+    assert "failed to poll from model repository" in text
+    assert f"Profile a model folder of that repository: {MODEL_NAME}" in text
+    assert not _servers()
+
+
+def test_missing_perf_analyzer_says_what_installs_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERF_ANALYZER", str(tmp_path / "perf_analyzer"))  # nothing there
+    with pytest.raises(model_analyzer.ModelAnalyzerError) as error:
+        model_analyzer.profile_config(tmp_path, tmp_path)
+    assert "perf_analyzer, which cannot run here" in str(error.value)
+    assert "triton-course prepare" in str(error.value)
+
+
+def test_config_file_is_yaml_model_analyzer_reads(tmp_path):
+    path = model_analyzer.write_config(model_analyzer.profile_config(tmp_path, tmp_path), tmp_path / "ma.yaml")
+    from model_analyzer.config.input.yaml_config_validator import YamlConfigValidator
+
+    YamlConfigValidator.validate(yaml.safe_load(path.read_text()))  # raises on a key Model Analyzer does not know
+
+
+def test_guard_stops_what_model_analyzer_started_when_the_notebook_dies():
+    # Model Analyzer starts its servers in sessions of their own; the guard must stop them when its owner goes.
+    import subprocess
+    import sys
+    import time
+
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    marker = "import time; time.sleep(301)"
+    guard = subprocess.Popen([sys.executable, "-I", "-c", model_analyzer._GUARD, str(owner.pid), "bash", "-c",
+                              f"setsid {sys.executable} -c '{marker}' & {sys.executable} -c '{marker}'"],
+                             start_new_session=True)
+    started = lambda: [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == [marker]]  # noqa: E731
+    deadline = time.monotonic() + 10
+    while len(started()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(started()) == 2
+    owner.wait()
+    guard.wait(timeout=30)
+    assert not started(), "a process below the guard outlived its owner"
