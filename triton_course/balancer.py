@@ -11,7 +11,6 @@ HAProxy's runtime API (the admin socket) to read server states and to drain, rea
 
 from __future__ import annotations
 
-import atexit
 import csv
 import io
 import os
@@ -19,8 +18,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +25,9 @@ from pathlib import Path
 import psutil
 
 from .errors import PortInUseError, ServerStartError
-from .paths import MODEL_NAME, cache_dir
+from .paths import MODEL_NAME
 from .runtimes.base import free_port, port_holder, port_is_free
+from .supervised import SupervisedProcess
 
 INSTALL_FIX = ("Install it: `sudo apt-get install haproxy` (Debian, Ubuntu; Debian puts it in /usr/sbin, "
                "which must be on PATH), or put an `haproxy` 2.6 or newer on PATH (or set $HAPROXY to it).")
@@ -159,15 +157,19 @@ class ServerState:
         return f"{self.name:8} {self.address:21} {self.status:9} check {self.check}{detail}"
 
 
-class Balancer:
+class Balancer(SupervisedProcess):
     """HAProxy in front of `servers` (course TritonServer objects); a context manager, or start() and stop().
 
     Ports are picked free unless given; it binds 127.0.0.1 unless `host` says otherwise.
     """
 
+    name = "haproxy"
+    stop_timeout = 10.0  # SIGTERM: HAProxy closes its connections and exits at once
+
     def __init__(self, servers, *, model: str = MODEL_NAME, host: str = "127.0.0.1", http_port: int | None = None,
                  grpc_port: int | None = None, stats_port: int | None = None, bufsize: int = BUFSIZE,
                  retry_on: str = RETRY_ON, health_check: str = HEALTH_CHECK, startup_timeout: float = 30.0):
+        super().__init__()
         self.servers = list(servers)
         _require_servers(self.servers)
         self.names = server_names(len(self.servers))
@@ -176,9 +178,6 @@ class Balancer:
         self.ports: dict[str, int] = {}
         self.settings = {"bufsize": bufsize, "retry_on": retry_on, "health_check": health_check}
         self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
-        self._reaper: subprocess.Popen | None = None
-        self.workdir: Path | None = None
 
     # --- addresses -----------------------------------------------------------------------------
     @property
@@ -227,24 +226,12 @@ class Balancer:
         if binary is None:
             raise BalancerError("HAProxy is not installed here.", fix=INSTALL_FIX)
         self._choose_ports()
-        # Under the cache's served/ folder: the reaper removes it if this process dies without stop().
-        served = cache_dir() / "served"
-        served.mkdir(parents=True, exist_ok=True)
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"haproxy-{os.getpid()}-", dir=served))
+        self._make_workdir()
         self.config_path.write_text(self.config())
         try:
             self._check_config(binary)
-            with open(self.workdir / "haproxy.log", "wb") as log:
-                # -db: stay in the foreground, one process, so that stop() and the reaper can end it.
-                self.process = subprocess.Popen([binary, "-db", "-f", self.config_path.name], cwd=self.workdir,
-                                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                start_new_session=True)
-            reaper = Path(__file__).with_name("runtimes") / "reaper.py"
-            self._reaper = subprocess.Popen([sys.executable, "-I", str(reaper), str(os.getpid()),
-                                             str(self.process.pid), str(self.workdir)],
-                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, start_new_session=True)
-            atexit.register(self.stop)
+            # -db: stay in the foreground, one process, so that stop() and the reaper can end it.
+            self._launch([binary, "-db", "-f", self.config_path.name], cwd=self.workdir)
             self._wait_until_servers_up()
         except BaseException:
             self.stop()
@@ -301,39 +288,6 @@ class Balancer:
             return self.states()
         except OSError:
             return []
-
-    def stop(self) -> None:
-        """Stop HAProxy and remove its folder; safe to call twice."""
-        process, self.process = self.process, None
-        if process is not None:
-            if process.poll() is None:
-                process.terminate()  # SIGTERM: HAProxy closes its connections and exits at once
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        if self._reaper is not None:
-            self._reaper.kill()
-            self._reaper.wait()
-            self._reaper = None
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-
-    @property
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def __enter__(self) -> "Balancer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def log_text(self) -> str:
-        path = self.workdir / "haproxy.log" if self.workdir else None
-        return path.read_text(errors="replace") if path and path.exists() else ""
 
     # --- the runtime API (HAProxy's admin socket) ------------------------------------------------
     def command(self, line: str) -> str:

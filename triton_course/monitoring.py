@@ -7,21 +7,17 @@ it (and removes that folder) with the notebook, like its Triton servers.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import requests
 
 from .errors import ServerStartError
-from .paths import cache_dir
 from .runtimes.base import free_port
+from .supervised import SupervisedProcess
 
 INSTALL_FIX = ("Install it: `sudo apt-get install prometheus` (Debian, Ubuntu), or download a release from "
                "https://prometheus.io/download/ and put `prometheus` on PATH (or set $PROMETHEUS to it).")
@@ -55,17 +51,17 @@ def target_of(metrics_url: str) -> str:
     return metrics_url.split("://", 1)[-1].split("/", 1)[0]
 
 
-class Prometheus:
+class Prometheus(SupervisedProcess):
     """A Prometheus server of this notebook; use as a context manager, or start() and stop()."""
+
+    name = "prometheus"
 
     def __init__(self, targets: list[str], *, interval_s: float = 1.0, host: str = "127.0.0.1",
                  port: int | None = None, startup_timeout: float = 60.0):
+        super().__init__()
         self.config = scrape_config(targets, interval_s)
         self.host, self.port = host, port
         self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
-        self._reaper: subprocess.Popen | None = None
-        self.workdir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -80,23 +76,11 @@ class Prometheus:
         if binary is None:
             raise PrometheusError("Prometheus is not installed here.", fix=INSTALL_FIX)
         self.port = self.port or free_port(self.host)
-        # Under the cache's served/ folder: the reaper removes it if this process dies without stop().
-        served = cache_dir() / "served"
-        served.mkdir(parents=True, exist_ok=True)
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"prometheus-{os.getpid()}-", dir=served))
+        self._make_workdir()
         # JSON is valid YAML: the config is written from the dict as it is.
         self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
-        with open(self.workdir / "prometheus.log", "wb") as log:
-            self.process = subprocess.Popen(
-                [binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
-                 f"--web.listen-address={self.host}:{self.port}"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        reaper = Path(__file__).with_name("runtimes") / "reaper.py"
-        self._reaper = subprocess.Popen([sys.executable, "-I", str(reaper), str(os.getpid()), str(self.process.pid),
-                                         str(self.workdir)],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
-        atexit.register(self.stop)
+        self._launch([binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
+                      f"--web.listen-address={self.host}:{self.port}"])
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self.process.poll() is not None:
@@ -115,37 +99,6 @@ class Prometheus:
                 raise PrometheusError(f"Prometheus did not become ready within {self.startup_timeout:.0f} s.",
                                       triton_said=log)
             time.sleep(0.2)
-
-    def log_tail(self, lines: int = 15) -> str:
-        path = self.workdir / "prometheus.log" if self.workdir else None
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path and path.exists() else ""
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._reaper is not None:
-            self._reaper.kill()
-            self._reaper.wait()
-            self._reaper = None
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-
-    @property
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def __enter__(self) -> "Prometheus":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # --- the HTTP API ------------------------------------------------------------------------
     def _api(self, path: str, params: dict) -> dict:
