@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from triton_course import artifact, models_dir
 from triton_course.paths import MODEL_NAME
 from triton_course.prepare import prepare
+
+
+@pytest.fixture
+def wait_until_gone():
+    """wait_until_gone(pids, seconds=20.0): waits until none of `pids` runs (zombies count as gone);
+    returns the ones still running at the deadline, so `== set()` asserts that all ended."""
+    def wait(pids: set[int], seconds: float = 20.0) -> set[int]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+            if not alive:
+                return set()
+            time.sleep(0.2)
+        return alive
+
+    return wait
 
 
 @pytest.fixture(scope="session")

@@ -37,16 +37,6 @@ def addresses(count: int = 2) -> list[SimpleNamespace]:
             for _ in range(count)]
 
 
-def wait_until_gone(pids: set[int], seconds: float = 20.0) -> set[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
-        if not alive:
-            return set()
-        time.sleep(0.2)
-    return alive
-
-
 # --- the config and the errors: no Triton needed ---------------------------------------------------
 
 def test_the_config_holds_what_the_lesson_explains():
@@ -240,7 +230,7 @@ OWNER = textwrap.dedent("""
 
 @pytest.mark.server
 @needs_haproxy
-def test_no_haproxy_left_after_kill_9_of_the_owner(reference_repo):
+def test_no_haproxy_left_after_kill_9_of_the_owner(reference_repo, wait_until_gone):
     owner = subprocess.Popen([sys.executable, "-c", OWNER, str(reference_repo)], stdout=subprocess.PIPE, text=True)
     haproxy_pid, server_pid, workdir = owner.stdout.readline().split()
     family = {int(haproxy_pid), int(server_pid)} | {p.pid for p in psutil.Process(int(server_pid)).children(True)}

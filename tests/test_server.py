@@ -22,16 +22,6 @@ from triton_course.runtimes import EmbeddedServer
 pytestmark = pytest.mark.server
 
 
-def wait_until_gone(pids: set[int], seconds: float = 20.0) -> set[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
-        if not alive:
-            return set()
-        time.sleep(0.2)
-    return alive
-
-
 @pytest.fixture(scope="module")
 def reference_server(reference_repo):
     with start_server(reference_repo) as srv:
@@ -192,7 +182,7 @@ def test_explicit_load_of_a_python_model_without_model_py_fails_fast(tmp_path):
         assert "Python model file not found" in err.value.problems[0].message
 
 
-def test_stop_leaves_no_process(reference_repo):
+def test_stop_leaves_no_process(reference_repo, wait_until_gone):
     srv = start_server(reference_repo)
     pids = {p.pid for p in psutil.Process(srv.process.pid).children(recursive=True)} | {srv.process.pid}
     assert len(pids) >= 2  # tritonserver and at least one python stub
@@ -218,14 +208,14 @@ def _owner_and_server(repo, mode):
     return owner, family
 
 
-def test_no_orphans_after_kill_9_of_the_owner(reference_repo):
+def test_no_orphans_after_kill_9_of_the_owner(reference_repo, wait_until_gone):
     owner, family = _owner_and_server(reference_repo, "wait")
     os.kill(owner.pid, signal.SIGKILL)
     owner.wait()
     assert wait_until_gone(family) == set()
 
 
-def test_no_orphans_when_the_owner_exits_without_stopping(reference_repo):
+def test_no_orphans_when_the_owner_exits_without_stopping(reference_repo, wait_until_gone):
     owner, family = _owner_and_server(reference_repo, "exit")
     assert owner.wait(timeout=60) == 0
     assert wait_until_gone(family, 5) == set()
