@@ -159,8 +159,11 @@ def test_measures_a_real_server(server, protocol):
     assert report["concurrency"] == 2 and f"Avg {'gRPC' if protocol == 'grpc' else 'HTTP'} time" in client
     assert client["Throughput"] == pytest.approx(m.throughput, rel=1e-3)
     assert client["p50 latency"] / 1000 == pytest.approx(m.p50_ms)
-    # one image per request, every request answered; dynamic batching may join requests into executions
-    assert served["Inference count"] == served["Successful request count"] == client["Request count"]
+    # one image per request, every request answered; dynamic batching may join requests into executions.
+    # The server's counts are read at the window's edges, so a request in flight there may fall on the
+    # other side of it: the client's count can differ by up to the concurrency.
+    assert served["Inference count"] == served["Successful request count"]
+    assert abs(served["Inference count"] - client["Request count"]) <= 2
     assert 0 < served["Execution count"] <= served["Inference count"]
     assert sum(perf_analyzer.latency_parts(m.report_csv).values()) == pytest.approx(client["Avg latency"] / 1000,
                                                                                      abs=0.05)

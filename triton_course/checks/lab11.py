@@ -37,6 +37,20 @@ def _text(server) -> str:
         return response.text
 
 
+def _settled(server, models: tuple[str, ...], timeout: float = 10.0) -> tuple[str, dict[str, int]]:
+    """The metrics text once its success counters agree with the statistics API for `models`, and those
+    counts: Triton counts a request in its metrics a moment after the client has its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = _text(server)
+        counts = {m: loadgen.server_stats(server.http_url, m)["success"] for m in models}
+        families = metrics.parse(text)
+        if all(metrics.value(families, "nv_inference_request_success", model=m) == counts[m] for m in models) \
+                or time.monotonic() > deadline:
+            return text, counts
+        time.sleep(0.1)
+
+
 def _call(function, *args):
     """(value as float, None) or (None, what went wrong)."""
     try:
@@ -59,15 +73,14 @@ def check_successful_requests(successful_requests, server) -> Verdict:
     exercise = "Exercise 1 (successful requests)"
     _send(server.http_url, MODEL, 3)
     _send(server.http_url, OTHER, 4)
-    text = _text(server)
-    stats = loadgen.server_stats(server.http_url, MODEL)
-    expected = stats["success"]
+    text, counts = _settled(server, (MODEL, OTHER))
+    expected = counts[MODEL]
     answer, problem = _call(successful_requests, text, MODEL)
     if problem:
         return failed(exercise, problem, hint="Parse with prometheus_client.parser.text_string_to_metric_families.")
     if answer == expected:
         other, why = _call(successful_requests, text, OTHER)
-        other_expected = loadgen.server_stats(server.http_url, OTHER)["success"]
+        other_expected = counts[OTHER]
         if other != other_expected:
             return failed(exercise, f"For '{MODEL}' you return {answer:.0f} (right), but for '{OTHER}' "
                                     f"{why or f'{other:.0f}'} instead of {other_expected}.",
