@@ -7,7 +7,12 @@
 2. The embedded Triton serving the same model twice, without and with dynamic batching, swept
    with the course's load generator at concurrency 1, 4, 16 over HTTP and gRPC (and gRPC with
    the input in system shared memory); each throughput is printed as a ratio of the limit.
-3. On CUDA: served vs in-process throughput at the same batch sizes.
+3. On CUDA: the ceiling table (PyTorch FP32 eager; FP32, TF32 and FP16 replayed from CUDA graphs,
+   channels-last, copies from pinned memory included) at batch sizes up to max_batch_size and beyond;
+   served vs in-process throughput at the same batch sizes; and "served close to the ceiling":
+   perf_analyzer with system shared memory at high concurrency against dynamic batching in FP32 and
+   FP16, compared with the ceiling at the batch size Triton formed and the same precision, with
+   where the server's time went (perf_analyzer's queue / compute input / infer / output).
 4. perf_analyzer (Perf Analyzer 2.51.0, installed by `make setup` on every machine the course supports)
    and the course's load generator at the same load points (dynamic_batching, each protocol and
    concurrency), alternating `--repeats` times; the ratio load generator / perf_analyzer at each point.
@@ -31,6 +36,8 @@ from triton_course.photos import photo, preprocess
 from triton_course.repository import add_model, add_torch_model
 
 MODELS = ("no_batching", "dynamic_batching")
+FP16_MODEL = "dynamic_batching_fp16"  # on CUDA: dynamic_batching, asking TensorRT's precision_mode FP16
+CEILING_BATCH_SIZES = (1, 8, 32, 64, 128)
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,8 +46,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--protocols", nargs="+", choices=["http", "grpc"], default=["http", "grpc"])
     parser.add_argument("--queue-delay-us", type=int, default=2000)
-    parser.add_argument("--max-batch-size", type=int, default=None, help="default: 8 on CPU, 32 on CUDA")
-    parser.add_argument("--instances", type=int, default=1, help="instance_group count for both models")
+    parser.add_argument("--max-batch-size", type=int, default=None, help="default: 8 on CPU, 64 on CUDA")
+    parser.add_argument("--instances", type=int, default=None, help="instance_group count (default: 1 on CPU, 4 on CUDA)")
+    parser.add_argument("--ceiling-concurrency", type=int, nargs="+", default=[64, 128, 256],
+                        help="on CUDA: perf_analyzer's concurrencies for the served-vs-ceiling comparison")
     parser.add_argument("--window", type=float, default=1.5, help="seconds per measurement window")
     parser.add_argument("--perf-analyzer", choices=["on", "off"], default="on",
                         help="compare the load generator with perf_analyzer (on: it must run here)")
@@ -51,7 +60,8 @@ def parse_args() -> argparse.Namespace:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    args.max_batch_size = args.max_batch_size or (32 if args.device == "cuda" else 8)
+    args.max_batch_size = args.max_batch_size or (64 if args.device == "cuda" else 8)
+    args.instances = args.instances or (4 if args.device == "cuda" else 1)
     return args
 
 
@@ -66,12 +76,21 @@ def machine(device: str) -> str:
     return text
 
 
+def machine_gpu() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
 def build_repository(repo: Path, args) -> None:
-    for name in MODELS:
+    for name in MODELS + ((FP16_MODEL,) if args.device == "cuda" else ()):
         config = artifact.reference_config(max_batch_size=args.max_batch_size)
         config.name = name
-        if name == "dynamic_batching":
+        if name.startswith("dynamic_batching"):
             config.dynamic_batching.max_queue_delay_microseconds = args.queue_delay_us
+        if name == FP16_MODEL:  # asked the way onnxruntime-backend users ask TensorRT for FP16
+            accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+            accelerator.parameters["precision_mode"] = "FP16"
         group = config.instance_group.add()
         group.count = args.instances
         group.kind = group.KIND_GPU if args.device == "cuda" else group.KIND_CPU
@@ -82,12 +101,72 @@ def build_repository(repo: Path, args) -> None:
 
 
 def limits(args) -> list[inprocess.Limit]:
+    """On CUDA: PyTorch FP32 eager, then FP32 / TF32 / FP16 replayed from CUDA graphs (the ceiling)."""
     if args.device == "cuda":
         import torch
 
-        model = torch.jit.load(str(args.torchscript))
-        return inprocess.torch_limits(model, "cuda", batch_sizes=(1, 8, args.max_batch_size))
+        sizes = tuple(sorted(set(CEILING_BATCH_SIZES) | {args.max_batch_size}))
+        eager = inprocess.torch_limits(torch.jit.load(str(args.torchscript)), "cuda", batch_sizes=sizes, seconds=1.0)
+        return eager + inprocess.graph_limits(args.torchscript, "cuda", sizes, seconds=1.0)
     return inprocess.onnx_limits(artifact.ensure_onnx(), batch_sizes=(1, 4, args.max_batch_size))
+
+
+def ceiling_table(limit_list: list[inprocess.Limit]) -> str:
+    columns = [("FP32", "eager")] + [(p, m) for m in (inprocess.GRAPH_ON_GPU, inprocess.GRAPH_FROM_HOST)
+                                     for p in ("FP32", "TF32", "FP16")]
+    rows = []
+    for size in sorted({item.batch_size for item in limit_list}):
+        row = {"batch": size}
+        for precision, method in columns:
+            found = [i for i in limit_list if (i.batch_size, i.precision, i.method) == (size, precision, method)]
+            name = f"{precision} {'eager' if method == 'eager' else 'GPU only' if method == inprocess.GRAPH_ON_GPU else 'from host'}"
+            row[name] = round(found[0].throughput, 1) if found else float("nan")
+        rows.append(row)
+    return loadgen.table(rows)
+
+
+def served_vs_ceiling(urls: dict, args, limit_list: list[inprocess.Limit], gpu: str) -> list[dict]:
+    """perf_analyzer (system shared memory, gRPC) at high concurrency against dynamic batching in FP32
+    and FP16. The ceiling is the network alone on the GPU (CUDA graph, input already there) at the
+    batch size Triton formed and the same precision; the same network fed from host memory by one
+    process is printed beside it (several instances copy in parallel, so a server can pass that one)."""
+    rows = []
+    print(f"\nServed vs ceiling: perf_analyzer, gRPC + system shared memory, max_batch_size {args.max_batch_size}, "
+          f"{args.instances} instances:", flush=True)
+    for model, precision in (("dynamic_batching", "FP32"), (FP16_MODEL, "FP16")):
+        for c in args.ceiling_concurrency:
+            before = loadgen.server_stats(urls["http"], model)
+            m = perf_analyzer.measure(urls["grpc"], model=model, protocol="grpc", concurrency=c, shared_memory=True,
+                                      measurement_ms=3000, label=model)
+            formed = loadgen.server_delta(before, loadgen.server_stats(urls["http"], model))["avg_batch"]
+
+            def at_formed(method):
+                graphed = [i for i in limit_list if i.method == method and i.precision == precision]
+                return min((i for i in graphed if i.batch_size >= formed), key=lambda i: i.batch_size,
+                           default=max(graphed, key=lambda i: i.batch_size))
+
+            ceiling, from_host = at_formed(inprocess.GRAPH_ON_GPU), at_formed(inprocess.GRAPH_FROM_HOST)
+            row = {"model": model, "precision": precision, "load": m.load, "served infer/s": round(m.throughput, 1),
+                   "p99 ms": round(m.p99_ms, 1), "avg batch": round(formed, 1), "ceiling batch": ceiling.batch_size,
+                   "ceiling infer/s": round(ceiling.throughput, 1),
+                   "served/ceiling": round(m.throughput / ceiling.throughput, 3),
+                   "from host, one process infer/s": round(from_host.throughput, 1),
+                   **{f"{k} ms": round(v, 3) for k, v in perf_analyzer.latency_parts(m.report_csv).items()},
+                   "command": " ".join(perf_analyzer.command(model, urls["grpc"], protocol="grpc", concurrency=c,
+                                                             shared_memory=True, measurement_ms=3000))}
+            rows.append(row)
+            print(f"  {model} {m.load}: {m.throughput:8.1f} infer/s, p99 {m.p99_ms:.1f} ms, batches of "
+                  f"{formed:.1f} on average; ceiling at batch {ceiling.batch_size} {precision}: "
+                  f"{ceiling.throughput:.1f} -> {row['served/ceiling']:.2f}", flush=True)
+    print(loadgen.table([{k: v for k, v in r.items() if k != "command"} for r in rows]))
+    best = max(rows, key=lambda r: r["served/ceiling"])
+    print(f"\n{gpu.removeprefix('NVIDIA ')} served/ceiling: {best['served/ceiling']:.2f} (served "
+          f"{best['served infer/s']:.0f} infer/s, ceiling {best['ceiling infer/s']:.0f} infer/s, batch "
+          f"{best['ceiling batch']}, precision {best['precision']})")
+    print(f"  the same network fed from host memory by one process: {best['from host, one process infer/s']:.0f} "
+          f"infer/s ({args.instances} instances copy in parallel)")
+    print(f"  perf_analyzer command: {best['command']}")
+    return rows
 
 
 def main() -> None:
@@ -104,11 +183,16 @@ def main() -> None:
         if args.device == "cuda":
             args.torchscript = artifact.export_torchscript(tmp / "model.pt")
         limit_list = limits(args)
-        limit = inprocess.best(limit_list)
+        # The served FP32 models are held against FP32 as the runner runs it (CUDA graphs on the GPU).
+        limit = inprocess.best([i for i in limit_list if i.precision == "FP32" and i.method == inprocess.GRAPH_FROM_HOST]
+                               or limit_list)
         print("\nIn-process limit (no server):")
         for item in limit_list:
-            print(f"  {item.engine} on {item.device}, batch {item.batch_size:>2}: {item.throughput:8.1f} infer/s "
-                  f"({item.ms_per_batch:.2f} ms per batch)")
+            print(f"  {item.describe()}")
+        if args.device == "cuda":
+            print("\nCeiling table (infer/s, in-process; GPU only: the input already on the GPU; from host: gathered "
+                  "into pinned memory, copied in and the output back, in one process):")
+            print(ceiling_table(limit_list))
         report["limits"] = [vars(item) for item in limit_list]
 
         repo = tmp / "repo"
@@ -128,7 +212,9 @@ def main() -> None:
                                                        shared_memory=shm))
                         print(results[-1].row())  # as it goes: a long run that fails keeps what it measured
             if args.device == "cuda":
-                for item in limit_list:
+                report["served_vs_ceiling"] = served_vs_ceiling(urls, args, limit_list, machine_gpu())
+                for item in (i for i in limit_list if i.precision == "FP32" and i.method == inprocess.GRAPH_FROM_HOST
+                             and i.batch_size <= args.max_batch_size):
                     batch = np.repeat(x, item.batch_size, axis=0)
                     served = loadgen.measure(urls["grpc"], batch, concurrency=4, protocol="grpc", model="no_batching",
                                              label=f"batch {item.batch_size}", window_s=args.window)

@@ -4,13 +4,7 @@
 # The GPU machine keeps its own PyTorch; numpy 1.26.4 replaces its numpy 2 for Triton's python stub.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pins() { python3 - "$@" <<'PY'
-import re, sys, tomllib
-deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-skip = set(sys.argv[1:])
-print(" ".join(d for d in deps if re.split(r"[\[=<>]", d)[0] not in skip))
-PY
-}
+pins() { python3 scripts/pins.py "$@"; }
 download() { python3 -m pip download --quiet --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 "$@"; }

@@ -34,7 +34,30 @@ if [ ${#missing[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
   fi
 fi
 
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e .
-echo "Installed the course into $VENV"
+# On a GPU pod whose Python already holds a CUDA build of PyTorch (the PyTorch pod images), the course
+# uses that one instead of downloading the pinned one and its CUDA libraries (several GB) into $VENV:
+# the environment then sees the machine's packages, and every pin but PyTorch's is installed into it.
+# TRITON_COURSE_OWN_TORCH=1 asks for the pinned PyTorch anyway.
+machine_torch=""
+if [ -z "${TRITON_COURSE_OWN_TORCH:-}" ]; then
+  machine_torch=$("$PYTHON" -c 'import torch; print(torch.__version__ if torch.version.cuda else "")' 2>/dev/null || true)
+fi
+if [ -n "$machine_torch" ] && [ -x "$VENV/bin/python" ] && ! grep -q "include-system-site-packages = true" "$VENV/pyvenv.cfg"; then
+  echo "Note: $VENV was made without this machine's packages, so it keeps the pinned PyTorch (remove $VENV to use the machine's $machine_torch)."
+  machine_torch=""
+fi
+if [ -n "$machine_torch" ]; then
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  # shellcheck disable=SC2046  # one word per pin
+  "$VENV/bin/python" -m pip install --quiet $("$VENV/bin/python" scripts/pins.py torch)
+  "$VENV/bin/python" -m pip install --quiet --no-deps -e .
+  echo torch > "$VENV/machine-packages.txt"  # the doctor reports it as the machine's own, not as a wrong pin
+  echo "Installed the course into $VENV, with this machine's PyTorch $machine_torch (CUDA) in place of the pinned one"
+else
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e .
+  rm -f "$VENV/machine-packages.txt"
+  echo "Installed the course into $VENV"
+fi

@@ -23,6 +23,7 @@ from .paths import MODEL_NAME, cache_dir, course_root, models_dir
 
 SCREEN_LINES = 24
 SCREEN_COLUMNS = 100
+MACHINE_PACKAGES_FILE = "machine-packages.txt"  # in the environment: packages the machine provides (scripts/setup.sh)
 MIN_FREE_GB = 2.0  # the lessons' workspace, served copies of repositories and logs grow to about 1 GB
 STATUS_WIDTH = len("MISSING (required)")
 NAME_WIDTH = len("local tritonserver")
@@ -183,10 +184,14 @@ def _course_requirements() -> list[str]:
 def check_packages() -> Check:
     from packaging.requirements import Requirement
 
-    # Packages the machine provides in place of the pins, named on purpose (scripts/gpu_env.sh: the GPU
-    # machine's own CUDA build of PyTorch): reported, not counted as missing.
-    machine_own = {name.strip().lower() for name in os.environ.get("TRITON_COURSE_MACHINE_PACKAGES", "").split(",")
-                   if name.strip()}
+    # Packages the machine provides in place of the pins, named on purpose (a pod's own CUDA build of
+    # PyTorch: scripts/setup.sh writes <env>/machine-packages.txt, scripts/gpu_env.sh sets
+    # TRITON_COURSE_MACHINE_PACKAGES): reported, not counted as missing.
+    named = os.environ.get("TRITON_COURSE_MACHINE_PACKAGES", "").split(",")
+    listed = Path(sys.prefix) / MACHINE_PACKAGES_FILE
+    if listed.exists():
+        named += listed.read_text().split()
+    machine_own = {name.strip().lower() for name in named if name.strip()}
     wrong, own = [], []
     for spec in _course_requirements():
         req = Requirement(spec)

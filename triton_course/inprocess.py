@@ -16,6 +16,10 @@ import numpy as np
 from .artifact import IMAGE_SIZE, INPUT_NAME
 
 
+GRAPH_FROM_HOST = "CUDA graph"  # input copied in from pinned host memory and the output back, as a server must
+GRAPH_ON_GPU = "CUDA graph, GPU only"  # the input already on the GPU: the network's own speed
+
+
 @dataclass
 class Limit:
     """Inferences per second the model reached at one batch size, in this process."""
@@ -25,6 +29,13 @@ class Limit:
     batch_size: int
     throughput: float
     ms_per_batch: float
+    precision: str = "FP32"
+    method: str = "eager"  # or GRAPH_FROM_HOST, GRAPH_ON_GPU: see triton_course/runner/torch_graphs.py
+
+    def describe(self) -> str:
+        how = "" if self.device == "CPU" else f" {self.precision} {self.method}"
+        return (f"{self.engine} on {self.device}{how}, batch {self.batch_size:>3}: {self.throughput:9.1f} infer/s "
+                f"({self.ms_per_batch:.2f} ms per batch)")
 
 
 def _timed(run, batch_size: int, seconds: float, warmup: int, sync=lambda: None) -> tuple[float, float]:
@@ -73,21 +84,57 @@ def torch_limits(model, device: str = "cuda", batch_sizes=(1, 8, 32), seconds: f
                 model(host.to(device)).cpu()
 
         rate, ms = _timed(run, b, seconds, warmup, sync)
-        limits.append(Limit("pytorch", device, b, rate, ms))
+        limits.append(Limit("pytorch", device, b, rate, ms, "FP32", "eager"))
     return limits
 
 
-def ceiling(gpu: str | None, batch_sizes=(1, 4, 8), seconds: float = 2.0) -> list[Limit]:
+def graph_limits(torchscript: str | Path, device: str = "cuda", batch_sizes=(1, 8, 32),
+                 precisions=("FP32", "TF32", "FP16"), seconds: float = 2.0) -> list[Limit]:
+    """The TorchScript model on the GPU the way an engineer measures it before serving it: at each
+    precision, channels-last, replayed from a CUDA graph per batch size, twice: on input already on the
+    GPU (the network's own speed), and fed from host memory as a server must (the batch gathered into
+    pinned memory, copied in, the output copied back). The course's PyTorch runner runs this same code
+    (triton_course/runner/torch_graphs.py)."""
+    import torch
+
+    from .runner.torch_graphs import GraphedModel, set_tf32
+
+    limits = []
+    try:
+        for precision in precisions:
+            graphed = GraphedModel(torch.jit.load(str(torchscript)), device, precision,
+                                   [((3, IMAGE_SIZE, IMAGE_SIZE), np.float32)], [np.float32], batch_sizes)
+            for b in batch_sizes:
+                x = np.random.default_rng(0).random((b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+                rate, ms = _timed(lambda b=b: graphed.replay(b), b, seconds, warmup=3)
+                limits.append(Limit("pytorch", device, b, rate, ms, precision, GRAPH_ON_GPU))
+                rate, ms = _timed(lambda x=x: graphed.run([[x]]), b, seconds, warmup=3)
+                limits.append(Limit("pytorch", device, b, rate, ms, precision, GRAPH_FROM_HOST))
+            del graphed
+            torch.cuda.empty_cache()
+    finally:
+        set_tf32(False)
+    return limits
+
+
+def ceiling(gpu: str | None, batch_sizes=(1, 4, 8), seconds: float = 2.0, precision: str = "FP32") -> list[Limit]:
     """The in-process figures a served model is held against, on the device that serves it: the
     TorchScript export with PyTorch on the GPU where the server runs the model there (`gpu`, as
-    `server.gpu_for(model)` says), else the ONNX file with onnxruntime on the CPU."""
+    `server.gpu_for(model)` says), at the precision it serves and with CUDA graphs as the course's
+    runner runs it; else the ONNX file with onnxruntime on the CPU."""
     from .artifact import ensure_onnx, ensure_torchscript
 
     if gpu:
-        import torch
-
-        return torch_limits(torch.jit.load(str(ensure_torchscript())), "cuda", batch_sizes, seconds)
+        return graph_limits(ensure_torchscript(), "cuda", batch_sizes, (precision,), seconds)
     return onnx_limits(ensure_onnx(), batch_sizes, seconds)
+
+
+def at_batch_size(limits: list[Limit], batch_size: int, precision: str | None = None) -> Limit:
+    """The limit measured at `batch_size` (and `precision`), to compare a served figure like with like."""
+    for limit in limits:
+        if limit.batch_size == batch_size and precision in (None, limit.precision):
+            return limit
+    raise KeyError(f"no in-process figure at batch size {batch_size}" + (f", {precision}" if precision else ""))
 
 
 def best(limits: list[Limit]) -> Limit:

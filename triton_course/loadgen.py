@@ -164,7 +164,8 @@ def server_stats(url: str, model: str = MODEL_NAME, protocol: str = "http") -> d
     return totals
 
 
-def _server_delta(before: dict, after: dict) -> dict:
+def server_delta(before: dict, after: dict) -> dict:
+    """What the server did between two `server_stats` readings: requests, executions, average batch, per-request times."""
     requests = after["success"] - before["success"]
     executions = after["execution_count"] - before["execution_count"]
     inferences = after["inference_count"] - before["inference_count"]
@@ -278,7 +279,7 @@ def _measure(url, inputs, concurrency, protocol, model, label, warmup_s, window_
         stop.set()
         for t in threads:
             t.join(60)
-    return _result(label, recorder.between(start, end), end - start, _server_delta(before, after),
+    return _result(label, recorder.between(start, end), end - start, server_delta(before, after),
                    concurrency=concurrency, stable=stable, batch_size=len(inputs))
 
 
@@ -319,7 +320,7 @@ def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 
             n += 1
     end = time.perf_counter()
     after = server_stats(url, model, protocol)
-    return _result(label, recorder.between(start, end + 60), end - start, _server_delta(before, after), rate=rate,
+    return _result(label, recorder.between(start, end + 60), end - start, server_delta(before, after), rate=rate,
                    batch_size=len(inputs))
 
 

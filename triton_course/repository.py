@@ -31,6 +31,7 @@ from .model_config import (ModelConfig, ModelInstanceGroup, config_from_onnx, py
 
 RUNNER_SOURCE = "onnx_model.py"
 TORCH_RUNNER_SOURCE = "torch_model.py"
+TORCH_GRAPHS_SOURCE = "torch_graphs.py"  # the PyTorch runner's CUDA-graph code, copied beside it
 # Settings only onnxruntime understands: a model that has them is not moved to the PyTorch runner.
 ONNXRUNTIME_PARAMETERS = {"intra_op_thread_count", "inter_op_thread_count"}
 
@@ -86,9 +87,13 @@ def add_torch_model(repository: str | Path, config: ModelConfig, torchscript: st
     NAME/<version>/model.pt and the runner as model.py."""
     config = torch_runner_config(config)
     model_dir = add_model(repository, config, torchscript, version=version, labels=labels, filename="model.pt")
-    runner = resources.files("triton_course.runner").joinpath("torch_model.py").read_text()
-    write_file(model_dir / str(version) / "model.py", runner)
+    write_file(model_dir / str(version) / "model.py", _runner_source(TORCH_RUNNER_SOURCE))
+    write_file(model_dir / str(version) / TORCH_GRAPHS_SOURCE, _runner_source(TORCH_GRAPHS_SOURCE))
     return model_dir
+
+
+def _runner_source(filename: str) -> str:
+    return resources.files("triton_course.runner").joinpath(filename).read_text()
 
 
 def add_version(repository: str | Path, name: str, version: int, model_file: str | Path,
@@ -167,14 +172,29 @@ def served_copy(repository: str | Path, backends: list[str], dest: str | Path) -
         if gpu and torchscripts:
             notes.append(f"{model_dir.name}: no onnxruntime backend here; model.onnx is the course's reference "
                          "network, so its TorchScript export (the reference repository's model.pt, the same "
-                         f"weights) is served on the GPU ({gpu}) by the course's PyTorch runner")
+                         f"weights) is served on the GPU ({gpu}) by the course's PyTorch runner{_gpu_how(config)}")
         elif gpu:
             notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.pt (the same network, exported "
-                         f"to TorchScript) is served on the GPU ({gpu}) by the course's PyTorch runner")
+                         f"to TorchScript) is served on the GPU ({gpu}) by the course's PyTorch runner{_gpu_how(config)}")
         else:
             notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.onnx is served by "
                          "the course's python-backend runner (same tensors, same checks)")
     return dest, notes
+
+
+def _gpu_how(config: ModelConfig) -> str:
+    """How the PyTorch runner will run this model on the GPU, in words (its log says it again)."""
+    from google.protobuf import json_format
+
+    from .runner.torch_graphs import requested_precision
+
+    try:
+        precision = requested_precision(json_format.MessageToDict(config, preserving_proto_field_name=True))
+    except ValueError as exc:
+        return f" (it will refuse to load: {exc})"
+    asked = " as the config asks TensorRT (precision_mode)" if precision == "FP16" else ""
+    graphs = "; batches replayed from CUDA graphs" if config.max_batch_size > 0 else ""
+    return f", at {precision}{asked}{graphs}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -291,8 +311,8 @@ def _autocomplete(model_dir: Path, config: ModelConfig) -> ModelConfig:
 def _adapt(model_dir: Path, target: Path, config: ModelConfig, gpu: str | None = None,
            torchscripts: dict[str, Path] | None = None) -> None:
     target.mkdir()
-    onnx_runner = resources.files("triton_course.runner").joinpath(RUNNER_SOURCE).read_text()
-    runner = resources.files("triton_course.runner").joinpath(TORCH_RUNNER_SOURCE).read_text() if gpu else onnx_runner
+    onnx_runner = _runner_source(RUNNER_SOURCE)
+    runner = _runner_source(TORCH_RUNNER_SOURCE) if gpu else onnx_runner
     for item in model_dir.iterdir():
         if item.name == "config.pbtxt" or item.name.endswith(".bak"):
             continue
@@ -312,6 +332,7 @@ def _adapt(model_dir: Path, target: Path, config: ModelConfig, gpu: str | None =
                 (version / "model.py").write_text(runner)
                 if gpu:  # the PyTorch runner checks the config against model.onnx with the ONNX runner's code
                     (version / RUNNER_SOURCE).write_text(onnx_runner)
+                    (version / TORCH_GRAPHS_SOURCE).write_text(_runner_source(TORCH_GRAPHS_SOURCE))
         else:
             (target / item.name).symlink_to(item)
     (target / "config.pbtxt").write_text(to_text(runner_config(config, gpu=bool(gpu))))
