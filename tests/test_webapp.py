@@ -8,7 +8,7 @@ import shutil
 import pytest
 import requests
 
-from triton_course import artifact, ensemble, start_server, webapp
+from triton_course import artifact, balancer, ensemble, loadgen, start_server, webapp
 from triton_course.photos import jpeg_bytes, photo, save_jpeg
 
 pytestmark = pytest.mark.server
@@ -71,6 +71,22 @@ def test_a_model_that_is_not_loaded_and_a_triton_that_is_down(triton, coffee, tm
             answer = requests.post(f"{orphan.url}/api/classify", data=coffee, timeout=30)
     assert answer.status_code == 503 and "does not answer" in answer.json()["error"]
     assert "Traceback" not in answer.text
+
+
+@pytest.mark.skipif(balancer.unavailable_reason() is not None, reason=f"{balancer.unavailable_reason()}")
+def test_the_app_answers_through_haproxy_in_front_of_two_servers(triton, coffee, tmp_path):
+    repo = tmp_path / "repo"
+    ensemble.add_pipeline(repo, artifact.reference_config(), artifact.ensure_onnx())
+    with start_server(repo) as second, balancer.Balancer([triton, second], model=ensemble.ENSEMBLE) as lb, \
+            webapp.WebApp(lb.http_url) as behind:
+        before = [loadgen.server_stats(s.http_url, ensemble.ENSEMBLE)["success"] for s in (triton, second)]
+        for _ in range(4):
+            answer = requests.post(f"{behind.url}/api/classify", data=coffee, timeout=30)
+            assert answer.status_code == 200 and answer.json()["labels"][0]["label"] == "espresso"
+        after = [loadgen.server_stats(s.http_url, ensemble.ENSEMBLE)["success"] for s in (triton, second)]
+        health = requests.get(f"{behind.url}/healthz", timeout=10).json()
+    assert [b - a for a, b in zip(before, after)] == [2, 2]  # round robin: each server answered half
+    assert health == {"triton": lb.http_url, "model": ensemble.ENSEMBLE, "ready": True}
 
 
 @pytest.fixture(scope="module")

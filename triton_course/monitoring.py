@@ -1,4 +1,5 @@
-"""A real Prometheus server scraping Triton's metrics, queried with PromQL through its HTTP API.
+"""A real Prometheus server scraping Triton's metrics (and HAProxy's, where a balancer runs in front of
+several Tritons), queried with PromQL through its HTTP API.
 
 The course starts Prometheus itself (Debian's `prometheus` package, or any binary on PATH or in
 $PROMETHEUS) on 127.0.0.1 with a config it writes, keeps its data in a folder of its own, and stops
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from .balancer import GRPC_BACKEND, HTTP_BACKEND
 from .errors import ServerStartError
 from .runtimes.base import free_port
 from .supervised import SupervisedProcess
@@ -37,13 +39,16 @@ def unavailable_reason() -> str | None:
     return None if find_prometheus() else "no prometheus binary on PATH or in $PROMETHEUS. " + INSTALL_FIX
 
 
-def scrape_config(targets: list[str], interval_s: float = 1.0) -> dict:
+def scrape_config(targets: list[str], interval_s: float = 1.0, haproxy_targets: list[str] = ()) -> dict:
     """Prometheus' configuration: scrape Triton's /metrics at `targets` ("127.0.0.1:8002") every
-    `interval_s` seconds (Prometheus' default is 1 minute; a lesson needs seconds)."""
+    `interval_s` seconds (Prometheus' default is 1 minute; a lesson needs seconds), and HAProxy's
+    Prometheus exporter at `haproxy_targets` (`Balancer.metrics_url`) as a job of its own."""
     interval = f"{int(interval_s * 1000)}ms"
-    return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
-            "scrape_configs": [{"job_name": "triton", "metrics_path": "/metrics",
-                                "static_configs": [{"targets": list(targets)}]}]}
+    jobs = [{"job_name": "triton", "metrics_path": "/metrics", "static_configs": [{"targets": list(targets)}]}]
+    if haproxy_targets:
+        jobs.append({"job_name": "haproxy", "metrics_path": "/metrics",
+                     "static_configs": [{"targets": list(haproxy_targets)}]})
+    return {"global": {"scrape_interval": interval, "evaluation_interval": interval}, "scrape_configs": jobs}
 
 
 def target_of(metrics_url: str) -> str:
@@ -56,10 +61,10 @@ class Prometheus(SupervisedProcess):
 
     name = "prometheus"
 
-    def __init__(self, targets: list[str], *, interval_s: float = 1.0, host: str = "127.0.0.1",
-                 port: int | None = None, startup_timeout: float = 60.0):
+    def __init__(self, targets: list[str], *, interval_s: float = 1.0, haproxy_targets: list[str] = (),
+                 host: str = "127.0.0.1", port: int | None = None, startup_timeout: float = 60.0):
         super().__init__()
-        self.config = scrape_config(targets, interval_s)
+        self.config = scrape_config(targets, interval_s, haproxy_targets)
         self.host, self.port = host, port
         self.startup_timeout = startup_timeout
 
@@ -129,9 +134,9 @@ class Prometheus(SupervisedProcess):
             if all(t["health"] == "up" for t in self.targets()) and self.query("up == 1"):
                 return
             time.sleep(0.3)
-        raise PrometheusError("Prometheus has not scraped Triton yet.",
-                               triton_said=json.dumps(self.targets()), fix="Check the target address and that "
-                                                                           "Triton's metrics port answers.")
+        raise PrometheusError("Prometheus has not scraped every target yet.",
+                              triton_said=json.dumps(self.targets()), fix="Check the target addresses and that "
+                                                                          "each metrics port answers.")
 
 
 # --- the panels: the same PromQL in the lesson and in the Grafana dashboard ----------------------
@@ -154,16 +159,34 @@ def panel_queries(window: str = "$__rate_interval") -> dict[str, tuple[str, str]
     }
 
 
+# HAProxy's exporter names each Triton by its server line in the config (label `server`: triton1, ...)
+# and labels it with its backend (`proxy`): one for HTTP, one for gRPC, as triton_course.balancer writes them.
+BALANCER_BACKENDS = f'proxy=~"{HTTP_BACKEND}|{GRPC_BACKEND}"'
+
+
+def balancer_panel_queries(window: str = "$__rate_interval") -> dict[str, tuple[str, str]]:
+    """title -> (PromQL, Grafana unit), per Triton behind HAProxy, from HAProxy's own metrics: the
+    responses each server returned (both protocols), and whether its health check has it UP (1) or not (0)."""
+    return {
+        "Responses per second, per server (HAProxy)":
+            (f"sum by (server) (rate(haproxy_server_http_responses_total{{{BALANCER_BACKENDS}}}[{window}]))", "reqps"),
+        "Server UP (1) or not (0) (HAProxy)":
+            (f'max by (server) (haproxy_server_status{{proxy="{HTTP_BACKEND}",state="UP"}})', "short"),
+    }
+
+
 def grafana_dashboard() -> dict:
-    """A Grafana dashboard (JSON model) with one time-series panel per query, on a Prometheus data
-    source chosen at import."""
+    """A Grafana dashboard (JSON model) with one time-series panel per query (Triton's per model, then
+    HAProxy's per server), on a Prometheus data source chosen at import."""
+    queries = [(title, expr, unit, "{{model}}") for title, (expr, unit) in panel_queries().items()]
+    queries += [(title, expr, unit, "{{server}}") for title, (expr, unit) in balancer_panel_queries().items()]
     panels = []
-    for i, (title, (expr, unit)) in enumerate(panel_queries().items()):
+    for i, (title, expr, unit, legend) in enumerate(queries):
         panels.append({
             "id": i + 1, "type": "timeseries", "title": title,
             "gridPos": {"x": 12 * (i % 2), "y": 8 * (i // 2), "w": 12, "h": 8},
             "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"},
-            "targets": [{"refId": "A", "expr": expr, "legendFormat": "{{model}}",
+            "targets": [{"refId": "A", "expr": expr, "legendFormat": legend,
                          "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}}],
             "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
             "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
