@@ -24,8 +24,15 @@ def cmd_prepare(args) -> int:
 
     from . import perf_analyzer
 
+    from . import streaming
+
     repository = prepare(force=args.force)
     print(f"Reference repository ready: {repository}")
+    try:  # lesson 15's language model, fetched now so that the lesson runs without the network
+        weights, _ = streaming.charrnn_files()
+        print(f"Lesson 15's language model ready: {weights}")
+    except streaming.DownloadError as exc:
+        print(f"Lesson 15's language model was not fetched (the lesson fetches it on first use).\n{exc}", file=sys.stderr)
     try:
         perf_analyzer.install(force=args.force)
     except perf_analyzer.PerfAnalyzerError as exc:  # the lessons still run; 07 and 07b need it

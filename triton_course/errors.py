@@ -150,6 +150,12 @@ class PortInUseError(ServerStartError):
         )
 
 
+class DownloadError(CourseError):
+    """pip could not fetch a package the course takes a file from; `triton_said` quotes pip."""
+
+    source = "pip"
+
+
 class ConfigError(CourseError):
     """A config.pbtxt that Triton's ModelConfig schema rejects."""
 

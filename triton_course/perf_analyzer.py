@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import errors
 from .errors import CourseError
 from .paths import MODEL_NAME
 
@@ -45,10 +46,10 @@ class PerfAnalyzerError(CourseError):
     source = "perf_analyzer"
 
 
-class DownloadError(PerfAnalyzerError):
+class DownloadError(PerfAnalyzerError, errors.DownloadError):
     """pip could not fetch the wheel that carries perf_analyzer; `triton_said` quotes pip."""
 
-    source = "pip"
+    source = errors.DownloadError.source
 
 
 @dataclass
