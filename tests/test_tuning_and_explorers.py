@@ -155,6 +155,9 @@ def test_explain_batching_reads_gains_and_losses():
     assert "largest gain" not in text
     on_gpu = tuning.explain_batching(plain, lost, cpus=2, gpu="Test GPU")
     assert "although the model ran on the GPU (Test GPU)" in on_gpu and "CPU cores" not in on_gpu
+    no_delay = tuning.explain_batching(plain, gained, cpus=2, delay_us=0)
+    assert "with no queue delay the batcher runs each request as soon as an instance is free" in no_delay
+    assert "waits for one anyway" not in no_delay
 
 
 def test_explain_instances_reads_throughput_and_memory():

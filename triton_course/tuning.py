@@ -82,9 +82,10 @@ def _ratio(a: float, b: float) -> float:
 
 
 def explain_batching(plain: list[Result], batched: list[Result], cpus: int | None = None,
-                     gpu: str | None = None) -> str:
+                     gpu: str | None = None, delay_us: int | None = None) -> str:
     """What dynamic batching did at each concurrency in these measurements, and why (`gpu`: the GPU
-    that served the model, as `server.gpu_for(model)` says; None for the CPU)."""
+    that served the model, as `server.gpu_for(model)` says; None for the CPU; `delay_us`: the
+    batcher's max_queue_delay_microseconds, when known)."""
     cpus = cpus or psutil.cpu_count(logical=True)
     lines = []
     for p, b in zip(plain, batched):
@@ -98,8 +99,13 @@ def explain_batching(plain: list[Result], batched: list[Result], cpus: int | Non
     first = plain[0], batched[0]
     if first[0].concurrency == 1:
         queue = first[1].server.get("queue_ms", float("nan"))
-        lines.append(f"With one client there is never a second request to batch with: the scheduler waits "
-                     f"for one anyway (queue time {queue:.1f} ms per request), so batching only costs here.")
+        if delay_us == 0:
+            lines.append(f"With one client there is never a second request to batch with; with no queue delay "
+                         f"the batcher runs each request as soon as an instance is free (queue time {queue:.2f} ms "
+                         "per request), so batching costs little here.")
+        else:
+            lines.append(f"With one client there is never a second request to batch with: the scheduler waits "
+                         f"for one anyway (queue time {queue:.1f} ms per request), so batching only costs here.")
     best = max(zip(plain, batched), key=lambda pb: _ratio(pb[1].throughput, pb[0].throughput))
     gain = _ratio(best[1].throughput, best[0].throughput)
     if gain > 1.05:
