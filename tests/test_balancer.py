@@ -1,5 +1,6 @@
-"""HAProxy in front of real Triton servers: answers, round robin, a kill -9 and a drain under load with
-nothing lost, clear errors, and no process left behind."""
+"""HAProxy in front of real Triton servers: the config, answers over both protocols, round robin, the runtime API,
+clear errors, and no process left behind (also when a Jupyter kernel is killed). The faults under load (kill -9,
+drain, rolling upgrade) are in test_scaling.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from types import SimpleNamespace
 
@@ -20,15 +20,11 @@ import pytest
 from triton_course import PortInUseError, balancer, loadgen, start_server
 from triton_course.balancer import Balancer, BalancerError
 from triton_course.inference import classify
-from triton_course.photos import batch, photo
+from triton_course.photos import photo
 from triton_course.runtimes.base import free_port
 
 UNAVAILABLE = balancer.unavailable_reason()
 needs_haproxy = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"{UNAVAILABLE}")
-# Ask twice the time HAProxy needs in theory to mark a dead server DOWN (the first failed check within
-# `inter`, the second `fastinter` later): the machine is shared and the load runs meanwhile.
-DOWN_WITHIN_S = 2 * (1.0 + 0.25)
-RATE, SECONDS = 20, 5  # the bounded load of the fault tests: 100 requests per protocol
 
 
 def addresses(count: int = 2) -> list[SimpleNamespace]:
@@ -49,6 +45,14 @@ def test_the_config_holds_what_the_lesson_explains():
     assert len(re.findall(r"^    server triton\d 127\.0\.0\.1:\d+ check$", text, re.M)) == 2
     assert text.count("bind 127.0.0.1:") == 3
     assert 602_112 + 4096 < balancer.BUFSIZE  # one FP32 image and its headers fit: it can be retried
+
+
+def test_the_learner_s_lines_replace_the_checks_and_retries():
+    mine = "option httpchk GET /v2/health/live\n  retry-on conn-failure  \n# a comment\n"
+    text = balancer.config_text(addresses(), checks_and_retries=mine)
+    assert "    option httpchk GET /v2/health/live\n    retry-on conn-failure\n    # a comment\n" in text
+    assert "option redispatch" not in text and "/v2/models/" not in text
+    assert balancer.policy("other_model") in balancer.config_text(addresses(), model="other_model")
 
 
 @needs_haproxy
@@ -78,7 +82,7 @@ def test_without_a_binary_the_error_says_how_to_install(monkeypatch):
 
 @needs_haproxy
 def test_a_config_haproxy_rejects_is_quoted():
-    lb = Balancer(addresses(), retry_on="conn-failure timeouts")
+    lb = Balancer(addresses(), checks_and_retries=balancer.policy(retry_on="conn-failure timeouts"))
     with pytest.raises(BalancerError, match="rejected the config") as caught:
         lb.start()
     assert "HAProxy said:" in str(caught.value)
@@ -149,74 +153,6 @@ def test_answers_over_http_and_grpc_round_robin_and_runtime_api(pair):
     assert process.poll() is not None and not workdir.exists()
 
 
-def _load_during(url_and_protocols, action) -> dict[str, loadgen.Result]:
-    """A bounded open-loop load per protocol; `action` runs while it goes on (after 1.5 s)."""
-    results: dict[str, loadgen.Result] = {}
-    workers = [threading.Thread(target=lambda u=u, p=p: results.__setitem__(
-        p, loadgen.measure_rate(u, batch([photo("coffee")]), rate=RATE, seconds=SECONDS, protocol=p)))
-        for u, p in url_and_protocols]
-    for worker in workers:
-        worker.start()
-    time.sleep(1.5)  # the load's own timeline: the fault comes once requests flow to both servers
-    try:
-        action()
-    finally:
-        for worker in workers:
-            worker.join(SECONDS + 60)
-    return results
-
-
-@pytest.mark.server
-@needs_haproxy
-def test_kill_9_of_a_server_under_load_fails_no_request(pair, reference_repo):
-    victim = start_server(reference_repo)
-    try:
-        with Balancer([pair[0], victim]) as lb:
-            seen = {}
-
-            def kill():
-                os.kill(victim.process.pid, signal.SIGKILL)
-                seen["down_s"] = lb.wait_until(victim, "DOWN", timeout=10)
-
-            results = _load_during([(lb.http_url, "http"), (lb.grpc_address, "grpc")], kill)
-            state = lb.state(victim)
-        for protocol, result in results.items():
-            assert (result.requests, result.errors) == (RATE * SECONDS, 0), (protocol, result.first_error)
-        assert seen["down_s"] < DOWN_WITHIN_S
-        assert state.check == "L4CON" and state.redispatched > 0  # requests it could not take went elsewhere
-    finally:
-        victim.stop()
-
-
-@pytest.mark.server
-@needs_haproxy
-def test_drain_then_stop_under_load_fails_no_request(pair, reference_repo):
-    leaving = start_server(reference_repo)
-    try:
-        with Balancer([pair[0], leaving]) as lb:
-            seen = {}
-
-            def drain_and_stop():
-                lb.drain(leaving)
-                assert lb.state(leaving).status == "DRAIN"
-                deadline = time.monotonic() + 10
-                while lb.state(leaving).current and time.monotonic() < deadline:
-                    time.sleep(0.02)  # the requests it is serving finish
-                time.sleep(0.3)  # and Triton has counted them
-                seen["after_drain"] = loadgen.server_stats(leaving.http_url)["success"]
-                time.sleep(0.5)  # the load goes on meanwhile: none of it may reach the drained server
-                seen["later"] = loadgen.server_stats(leaving.http_url)["success"]
-                leaving.stop()
-
-            results = _load_during([(lb.http_url, "http"), (lb.grpc_address, "grpc")], drain_and_stop)
-            assert lb.wait_until(leaving, "DOWN", timeout=10) < 10
-        for protocol, result in results.items():
-            assert (result.requests, result.errors) == (RATE * SECONDS, 0), (protocol, result.first_error)
-        assert seen["after_drain"] > 0 and seen["later"] == seen["after_drain"]
-    finally:
-        leaving.stop()
-
-
 OWNER = textwrap.dedent("""
     import sys, time
     from triton_course import start_server
@@ -237,6 +173,41 @@ def test_no_haproxy_left_after_kill_9_of_the_owner(reference_repo, wait_until_go
     assert psutil.Process(int(haproxy_pid)).name() == "haproxy"
     os.kill(owner.pid, signal.SIGKILL)
     owner.wait()
+    assert wait_until_gone(family) == set()
+    deadline = time.monotonic() + 10
+    while os.path.exists(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the reaper removes HAProxy's folder once HAProxy is gone
+    assert not os.path.exists(workdir)
+
+
+KERNEL_CODE = textwrap.dedent("""
+    import triton_course
+    from triton_course.balancer import Balancer
+    server = triton_course.start_server(REPO)
+    lb = Balancer([server]).start()
+    print(lb.process.pid, server.process.pid, lb.workdir)
+""")
+
+
+@pytest.mark.server
+@needs_haproxy
+def test_no_haproxy_or_triton_left_after_the_jupyter_kernel_is_killed(reference_repo, wait_until_gone):
+    """What a learner does: start servers and HAProxy in a notebook, then the kernel dies (killed, or crashed)."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        printed = []
+        reply = client.execute_interactive(KERNEL_CODE.replace("REPO", repr(str(reference_repo))), timeout=180,
+                                           output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        haproxy_pid, server_pid, workdir = "".join(printed).split()
+        family = {int(haproxy_pid), int(server_pid)} | {p.pid for p in psutil.Process(int(server_pid)).children(True)}
+        assert psutil.Process(int(haproxy_pid)).name() == "haproxy"
+        os.kill(manager.provisioner.process.pid, signal.SIGKILL)  # the kernel dies without stopping anything
+    finally:
+        client.stop_channels()
+        manager.cleanup_resources()
     assert wait_until_gone(family) == set()
     deadline = time.monotonic() + 10
     while os.path.exists(workdir) and time.monotonic() < deadline:

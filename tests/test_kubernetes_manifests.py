@@ -3,6 +3,7 @@ kubernetes-validate), and the pieces fit together (labels, ports, probes, volume
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -58,3 +59,28 @@ def test_the_adapter_rule_reads_metrics_triton_exports():
     with start_server() as server:
         exported = set(metrics.scrape(server.metrics_url))
     assert used and used <= exported
+
+
+def test_a_rolling_update_keeps_every_pod_answering():
+    deployment = kubernetes.manifests()["Deployment"]
+    assert kubernetes.field(deployment, "spec.strategy.rollingUpdate") == {"maxUnavailable": 0, "maxSurge": 1}
+    # the grace period outlasts Triton's own exit timeout, so a stopping pod finishes what it holds
+    args = kubernetes.field(deployment, "spec.template.spec.containers[0].args")
+    exit_timeout = int(next(a for a in args if a.startswith("--exit-timeout-secs=")).split("=")[1])
+    assert kubernetes.field(deployment, "spec.template.spec.terminationGracePeriodSeconds") > exit_timeout
+
+
+def test_manifest_fields_are_read_by_path():
+    deployment = kubernetes.manifests()["Deployment"]
+    assert kubernetes.field(deployment, "spec.template.spec.containers[0].ports[1].name") == "grpc"
+    with pytest.raises(KeyError):
+        kubernetes.field(deployment, "spec.template.spec.container")
+
+
+def test_validation_names_where_a_manifest_is_wrong():
+    docs = kubernetes.manifests()
+    assert all(kubernetes.validate(doc) == [] for doc in docs.values())
+    broken = copy.deepcopy(docs["Deployment"])
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = 8000.5
+    problems = kubernetes.validate(broken)
+    assert len(problems) == 1 and "readinessProbe" in problems[0]

@@ -68,12 +68,32 @@ def _require_servers(servers) -> None:
                             fix="Start one or more Triton servers first and pass them: Balancer([server1, server2]).")
 
 
+def policy(model: str = MODEL_NAME, *, retry_on: str = RETRY_ON, health_check: str = HEALTH_CHECK) -> str:
+    """The lines of the config that decide which servers get requests (the health check) and what happens to
+    a request whose server fails (retries): the part of `defaults` that lab 14 asks the learner to write."""
+    return f"""\
+    # A server gets requests only while Triton says the model is ready (200; 400 while it is not).
+    option httpchk GET /v2/models/{model}/ready
+    http-check expect status 200
+    # inter: time between checks; fastinter: between checks while a server changes state (a check
+    # just failed); fall / rise: failed / passed checks in a row that mark it DOWN / UP.
+    default-server {health_check}
+    # Inference is idempotent: sending the same request again gives the same answer. So retry when the
+    # connection failed, or the server closed it before answering (killed), or answered garbage or 503.
+    retry-on {retry_on}
+    retries 3
+    option redispatch 1        # every retry goes to another server (by default only the last one does)
+"""
+
+
 def config_text(servers, *, model: str = MODEL_NAME, host: str = "127.0.0.1", http_port: int = 8080,
-                grpc_port: int = 8081, stats_port: int = 8404, bufsize: int = BUFSIZE, retry_on: str = RETRY_ON,
-                health_check: str = HEALTH_CHECK) -> str:
+                grpc_port: int = 8081, stats_port: int = 8404, bufsize: int = BUFSIZE,
+                checks_and_retries: str | None = None) -> str:
     """HAProxy's config for `servers` (anything with http_address and grpc_address, such as the course's
-    TritonServer objects): one frontend and backend for HTTP, one for gRPC, and a stats page."""
+    TritonServer objects): one frontend and backend for HTTP, one for gRPC, and a stats page.
+    `checks_and_retries` replaces the lines of `policy(model)` (health check and retries)."""
     _require_servers(servers)
+    rules = policy(model) if checks_and_retries is None else _indented(checks_and_retries)
     names = server_names(len(servers))
     http_servers = "\n".join(f"    server {name} {s.http_address} check" for name, s in zip(names, servers))
     grpc_servers = "\n".join(f"    server {name} {s.grpc_address} proto h2 track {HTTP_BACKEND}/{name}"
@@ -97,11 +117,7 @@ defaults
     timeout server 60s         # longer than any inference of the course, so none is cut short
     timeout http-keep-alive 10s
     timeout check 1s           # a health check that takes longer counts as failed
-    # Inference is idempotent: sending the same request again gives the same answer. So retry when the
-    # connection failed, or the server closed it before answering (killed), or answered garbage or 503.
-    retry-on {retry_on}
-    retries 3
-    option redispatch 1        # every retry goes to another server (by default only the last one does)
+{rules.rstrip()}
 
 frontend triton_http_in
     bind {host}:{http_port}
@@ -109,12 +125,7 @@ frontend triton_http_in
 
 backend {HTTP_BACKEND}
     balance roundrobin
-    # A server gets requests only while Triton says the model is ready (200; 400 while it is not).
-    option httpchk GET /v2/models/{model}/ready
-    http-check expect status 200
-    # inter: time between checks; fastinter: between checks while a server changes state (a check
-    # just failed); fall / rise: failed / passed checks in a row that mark it DOWN / UP.
-    default-server {health_check}
+    # `check`: HAProxy checks each server as `defaults` says (no `option httpchk`: a TCP connect only).
 {http_servers}
 
 frontend triton_grpc_in
@@ -138,6 +149,11 @@ frontend stats
 """
 
 
+def _indented(lines: str) -> str:
+    """Config lines as HAProxy's sections hold them: each indented by four spaces."""
+    return "".join(f"    {line.strip()}\n" for line in lines.strip().splitlines())
+
+
 @dataclass
 class ServerState:
     """One Triton as HAProxy sees it (from `show stat`): its health, and the requests of both protocols."""
@@ -151,6 +167,7 @@ class ServerState:
     total: int         # requests sent to it so far
     retried: int       # requests that failed on it and were sent again
     redispatched: int  # of those, the ones sent again to another server
+    answered_4xx: int  # HTTP answers 400-499 it gave (Triton: e.g. the model is not loaded there)
 
     def __str__(self) -> str:
         detail = f" ({self.check_detail})" if self.check_detail else ""
@@ -168,7 +185,7 @@ class Balancer(SupervisedProcess):
 
     def __init__(self, servers, *, model: str = MODEL_NAME, host: str = "127.0.0.1", http_port: int | None = None,
                  grpc_port: int | None = None, stats_port: int | None = None, bufsize: int = BUFSIZE,
-                 retry_on: str = RETRY_ON, health_check: str = HEALTH_CHECK, startup_timeout: float = 30.0):
+                 checks_and_retries: str | None = None, expect_up: int | None = None, startup_timeout: float = 30.0):
         super().__init__()
         self.servers = list(servers)
         _require_servers(self.servers)
@@ -176,7 +193,9 @@ class Balancer(SupervisedProcess):
         self.model, self.host = model, host
         self.requested_ports = {"http": http_port, "grpc": grpc_port, "stats": stats_port}
         self.ports: dict[str, int] = {}
-        self.settings = {"bufsize": bufsize, "retry_on": retry_on, "health_check": health_check}
+        self.settings = {"bufsize": bufsize, "checks_and_retries": checks_and_retries}
+        # start() returns once this many servers passed their health check (all of them unless told)
+        self.expect_up = len(self.servers) if expect_up is None else expect_up
         self.startup_timeout = startup_timeout
 
     # --- addresses -----------------------------------------------------------------------------
@@ -270,7 +289,13 @@ class Balancer(SupervisedProcess):
                                     triton_said=_alerts(self.log_text()),
                                     fix="Read HAProxy's message above: a port in use is the usual cause.")
             states = self._states_if_listening()
-            if states and all(s.status == "UP" and s.check.startswith("L7OK") for s in states):
+            # L7OK: Triton answered the check; L4OK: a TCP-only check connected; "no check": none configured
+            passed = [s for s in states if s.status == "no check"
+                      or (s.status == "UP" and s.check.startswith(("L7OK", "L4OK")))]
+            # HAProxy counts a server UP until `fall` checks failed: the others must be DOWN before the start
+            # returns, or requests would still reach them.
+            others_down = all(s in passed or s.status.startswith(("DOWN", "MAINT")) for s in states)
+            if states and len(passed) >= self.expect_up and others_down:
                 return
             if time.monotonic() > deadline:
                 seen = "\n".join(map(str, states)) if states else _alerts(self.log_text())
@@ -317,7 +342,8 @@ class Balancer(SupervisedProcess):
                 name=name, address=r["addr"], status=r["status"], check=r["check_status"],
                 check_detail="" if passed else (r["last_chk"] or r["check_desc"]),
                 current=count(name, "scur"), total=count(name, "stot"),
-                retried=count(name, "wretr"), redispatched=count(name, "wredis")))
+                retried=count(name, "wretr"), redispatched=count(name, "wredis"),
+                answered_4xx=count(name, "hrsp_4xx")))
         return states
 
     def state(self, server) -> ServerState:
@@ -340,6 +366,10 @@ class Balancer(SupervisedProcess):
         if answer:  # HAProxy answers nothing when the command worked
             raise BalancerError(f"HAProxy refused to set {name} to {state}.", triton_said=answer)
 
+    def server_list(self) -> str:
+        """One line per Triton as HAProxy sees it now."""
+        return "\n".join(map(str, self.states()))
+
     def drain(self, server) -> None:
         """No new requests for `server`; those it is serving finish. Health checks go on."""
         self._set_state(server, "drain")
@@ -361,8 +391,23 @@ class Balancer(SupervisedProcess):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
                 raise BalancerError(f"{current.name} was not {status} within {timeout:.0f} s.",
-                                    triton_said=str(current))
+                                    triton_said=str(current),
+                                    fix="The line above is HAProxy's view of it now (its state and its last health "
+                                        "check); balancer.server_list() shows every server.")
             time.sleep(0.02)
+
+    def wait_until_idle(self, server, timeout: float = 30.0) -> float:
+        """Seconds until `server` serves no request (HAProxy's count of those in flight to it, both protocols):
+        after drain(), the moment it can be stopped without cutting a request short."""
+        started = time.monotonic()
+        while (current := self.state(server)).current:
+            if time.monotonic() - started > timeout:
+                raise BalancerError(f"{current.name} still served {current.current} request(s) after {timeout:.0f} s.",
+                                    triton_said=str(current),
+                                    fix="A request that long is stuck: stop the server anyway (its clients get an "
+                                        "error), or wait longer with wait_until_idle(server, timeout=...).")
+            time.sleep(0.02)
+        return time.monotonic() - started
 
     def memory(self) -> dict[str, float]:
         """What HAProxy holds, in MB: its resident memory, and what its buffer pools allocated and use."""

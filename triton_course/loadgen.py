@@ -285,9 +285,11 @@ def _measure(url, inputs, concurrency, protocol, model, label, warmup_s, window_
 
 def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 5.0, protocol: str = "http",
                  model: str = MODEL_NAME, label: str = "", max_in_flight: int = 64,
-                 input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> Result:
+                 input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME, read_server: bool = True) -> Result:
     """Open loop: requests leave every 1/rate seconds whatever the server does (up to
-    max_in_flight at once; a request that finds them all busy is counted as an error)."""
+    max_in_flight at once; a request that finds them all busy is counted as an error).
+    `read_server=False`: leave Triton's statistics unread (through a load balancer, that reading
+    would reach whichever server is next), so the result holds the clients' view alone."""
     recorder = _Recorder()
     slots = threading.Semaphore(max_in_flight)
     local = threading.local()
@@ -301,7 +303,7 @@ def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 
         finally:
             slots.release()
 
-    before = server_stats(url, model, protocol)
+    before = server_stats(url, model, protocol) if read_server else None
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max_in_flight) as pool:
         n = 0
@@ -319,9 +321,8 @@ def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 
                 recorder.add(now, 0.0, f"more than {max_in_flight} requests in flight")
             n += 1
     end = time.perf_counter()
-    after = server_stats(url, model, protocol)
-    return _result(label, recorder.between(start, end + 60), end - start, server_delta(before, after), rate=rate,
-                   batch_size=len(inputs))
+    server = server_delta(before, server_stats(url, model, protocol)) if read_server else {}
+    return _result(label, recorder.between(start, end + 60), end - start, server, rate=rate, batch_size=len(inputs))
 
 
 def _result(label, records, seconds, server, *, concurrency=None, rate=None, stable=True, batch_size=1) -> Result:

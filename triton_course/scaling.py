@@ -1,291 +1,173 @@
-"""Several Triton servers behind one client: round-robin over the healthy ones.
+"""Several Triton servers behind HAProxy (triton_course.balancer), measured while something happens to them.
 
-The course balances in the client (the web app's or the notebook's) rather than through nginx:
-it needs no extra install, so it runs on a pod without root or apt, and every step of it
-(health checks, removal, retries) is plain Python a learner can read. In production the same
-job is done by a load balancer or a Kubernetes Service in front of pods with readiness probes.
-
-- `ServerPool` sends each request to the next server that passed its last health check
-  (`/v2/models/NAME/ready`, polled in a background thread), and removes a server the moment a
-  request to it fails and it no longer answers ready: the request is retried on another one.
-- `drain` takes a server out of rotation before it is stopped (planned maintenance);
-  `restore` puts it back once it is ready again.
-- `measure` (closed loop) and `run_load` (open loop with a timeline) put load through a pool.
+- `load_during` puts an open-loop load through the balancer (HTTP and gRPC at once, as loadgen.measure_rate)
+  and runs an action in the middle of it (kill -9 a server, drain and stop one, ...); it samples HAProxy's
+  own view of every server meanwhile, so a run shows what the clients saw and what the balancer did.
+- `kill_9` and `drain_and_stop` are the two ways a server leaves: without warning, or planned.
+- `rolling_upgrade` rolls a new model version out one server at a time, each taken out of rotation first.
+- `compare` says in words what a sweep of one server against several measured.
 """
 
 from __future__ import annotations
 
-import itertools
+import os
+import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import requests
 
-from .artifact import INPUT_NAME, OUTPUT_NAME
-from .errors import InferenceError
-from .loadgen import Result, _Recorder, _result
-from .paths import MODEL_NAME
+from . import loadgen
+from .balancer import Balancer, ServerState
 
 
 @dataclass
-class Answer:
-    """Who answered one request, and how many servers failed it first."""
+class FaultRun:
+    """One bounded load through the balancer with an action in the middle of it."""
 
-    output: np.ndarray
-    server: str
-    retries: int
+    results: dict[str, loadgen.Result]  # per protocol: every request the clients sent, and the failed ones
+    samples: list[tuple[float, list[ServerState]]]  # (seconds into the load, HAProxy's view of every server)
+    action_at: float  # seconds into the load when the action began
+    outcome: object = None  # what the action returned
+    names: list[str] = field(default_factory=list)
 
-
-class ServerPool:
-    """Client-side load balancing over Triton servers (HTTP URLs) with health checks.
-
-    Use as a context manager (the health-check thread stops with it). Thread-safe: every thread
-    gets its own tritonclient connections, as tritonclient's clients are not shared between threads.
-    """
-
-    def __init__(self, urls: list[str], *, model: str = MODEL_NAME, check_every_s: float = 0.2,
-                 check_timeout_s: float = 1.0, request_timeout_s: float = 30.0):
-        if not urls:
-            raise ValueError("ServerPool needs at least one server URL")
-        self.urls = list(dict.fromkeys(urls))
-        self.model = model
-        self.check_every_s = check_every_s
-        self.check_timeout_s = check_timeout_s
-        self.request_timeout_s = request_timeout_s
-        self._healthy = set(self.urls)
-        self._drained: set[str] = set()
-        self._lock = threading.Lock()
-        self._turn = itertools.count()
-        self._local = threading.local()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._started = time.perf_counter()
-        self.events: list[tuple[float, str]] = []  # (seconds since start, what happened)
-        self.answered = {url: 0 for url in self.urls}
-        self.retries = 0
-
-    # --- health ------------------------------------------------------------------------------
-    def is_ready(self, url: str) -> bool:
-        """Triton's own answer: 200 from /v2/models/NAME/ready means the model takes requests."""
-        try:
-            # Connection: close, as an idle keep-alive connection would hold up a server asked to stop
-            with requests.get(f"{url}/v2/models/{self.model}/ready", timeout=self.check_timeout_s,
-                              headers={"Connection": "close"}) as response:
-                return response.status_code == 200
-        except requests.RequestException:
-            return False
-
-    def check(self) -> None:
-        """One round of health checks: remove servers that stopped answering ready, re-add those that came back."""
-        for url in self.urls:
-            ready = self.is_ready(url)
-            with self._lock:
-                if url in self._drained:
-                    continue
-                if ready and url not in self._healthy:
-                    self._healthy.add(url)
-                    self._note(f"{url} is ready again: back in rotation")
-                elif not ready and url in self._healthy:
-                    self._healthy.discard(url)
-                    self._note(f"{url} failed its health check: removed")
-
-    def healthy(self) -> list[str]:
-        with self._lock:
-            return [url for url in self.urls if url in self._healthy]
-
-    def _note(self, text: str) -> None:
-        self.events.append((time.perf_counter() - self._started, text))
-
-    def start(self) -> ServerPool:
-        self.check()
-        self._thread = threading.Thread(target=self._watch, name="server-pool-health", daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.check_every_s):
-            self.check()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-
-    def __enter__(self) -> ServerPool:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    # --- planned maintenance -----------------------------------------------------------------
-    def drain(self, url: str) -> None:
-        """Send no new requests to `url` (those already sent still finish)."""
-        with self._lock:
-            self._drained.add(url)
-            self._healthy.discard(url)
-            self._note(f"{url} drained: no new requests")
-
-    def restore(self, url: str) -> None:
-        """Let the health check put `url` back into rotation once it answers ready."""
-        with self._lock:
-            self._drained.discard(url)
-            self._note(f"{url} restored: back once its health check passes")
-
-    # --- requests ----------------------------------------------------------------------------
-    def _client(self, url: str):
-        import tritonclient.http as httpclient
-
-        clients = self._local.__dict__.setdefault("clients", {})
-        if url not in clients:
-            clients[url] = httpclient.InferenceServerClient(
-                url.split("://", 1)[-1], connection_timeout=self.request_timeout_s,
-                network_timeout=self.request_timeout_s)
-        return clients[url]
-
-    def _forget_client(self, url: str) -> None:
-        client = self._local.__dict__.get("clients", {}).pop(url, None)
-        if client is not None:
-            client.close()
-
-    def _next(self, tried: set[str]) -> str | None:
-        with self._lock:
-            candidates = [url for url in self.urls if url in self._healthy and url not in tried]
-            return candidates[next(self._turn) % len(candidates)] if candidates else None
-
-    def infer(self, inputs: np.ndarray, *, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> Answer:
-        """Send `inputs` to the next healthy server; if it fails and no longer answers ready, remove
-        it and retry on another. An error from a server that is still ready (a bad request) is raised."""
-        import tritonclient.http as httpclient
-        from tritonclient.utils import np_to_triton_dtype
-
-        tried: set[str] = set()
-        failures: list[str] = []
-        while (url := self._next(tried)) is not None:
-            tried.add(url)
-            tensor = httpclient.InferInput(input_name, list(inputs.shape), np_to_triton_dtype(inputs.dtype))
-            tensor.set_data_from_numpy(inputs)
-            try:
-                result = self._client(url).infer(self.model, [tensor],
-                                                 outputs=[httpclient.InferRequestedOutput(output_name)])
-            except Exception as exc:  # noqa: BLE001 - connection errors and Triton errors both land here
-                message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
-                self._forget_client(url)
-                if self.is_ready(url):
-                    raise InferenceError(f"Server {url} refused the request to '{self.model}'.",
-                                         triton_said=message) from exc
-                failures.append(f"{url}: {message}")
-                with self._lock:
-                    if url in self._healthy:
-                        self._healthy.discard(url)
-                        self._note(f"{url} failed a request and is not ready: removed")
-                    self.retries += 1
-                continue
-            with self._lock:
-                self.answered[url] += 1
-            return Answer(result.as_numpy(output_name), url, len(failures))
-        raise InferenceError(
-            f"No server of the pool could answer '{self.model}' ({len(self.urls)} configured, none healthy).",
-            triton_said="; ".join(failures),
-            fix="Start a server (or wait for one to become ready): pool.healthy() lists those that pass the "
-                "health check.")
-
-
-def measure(pool: ServerPool, inputs: np.ndarray, *, concurrency: int, seconds: float = 3.0,
-            warmup_s: float = 1.0, label: str = "") -> Result:
-    """Closed loop through the pool: `concurrency` clients, each sending as soon as it is answered."""
-    recorder = _Recorder()
-    stop = threading.Event()
-
-    def worker():
-        while not stop.is_set():
-            started = time.perf_counter()
-            error = None
-            try:
-                pool.infer(inputs)
-            except InferenceError as exc:
-                error = str(exc)
-            ended = time.perf_counter()
-            recorder.add(ended, ended - started, error)
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(warmup_s)  # load generation: the clients are busy meanwhile
-        start = time.perf_counter()
-        time.sleep(seconds)
-        end = time.perf_counter()
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-    return _result(label, recorder.between(start, end), end - start, {}, concurrency=concurrency,
-                   batch_size=len(inputs))
-
-
-@dataclass
-class Timeline:
-    """Every request of an open-loop run: when it was sent, who answered, retries, errors."""
-
-    sent_at: np.ndarray
-    servers: list[str]
-    retries: np.ndarray
-    errors: list[str]
+    @property
+    def sent(self) -> int:
+        return sum(r.requests for r in self.results.values())
 
     @property
     def failed(self) -> int:
-        return sum(1 for e in self.errors if e)
+        return sum(r.errors for r in self.results.values())
 
-    def per_server(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for server, error in zip(self.servers, self.errors):
-            if not error:
-                counts[server] = counts.get(server, 0) + 1
-        return counts
+    @property
+    def first_error(self) -> str:
+        return next((r.first_error for r in self.results.values() if r.first_error), "")
+
+    def served(self) -> dict[str, int]:
+        """Requests each server got during the load (HAProxy's counters, both protocols)."""
+        first, last = self.samples[0][1], self.samples[-1][1]
+        return {a.name: b.total - a.total for a, b in zip(first, last)}
+
+    def status_changes(self) -> list[tuple[float, str, str]]:
+        """(seconds into the load, server, its new status) each time HAProxy's view of a server changed."""
+        changes, before = [], {}
+        for at, states in self.samples:
+            for s in states:
+                if before.get(s.name) != s.status:
+                    if s.name in before:
+                        changes.append((at, s.name, s.status))
+                    before[s.name] = s.status
+        return changes
+
+    def summary(self) -> str:
+        protocols = ", ".join(f"{p} {r.requests}" for p, r in self.results.items())
+        return f"requests sent: {self.sent} ({protocols}); failed: {self.failed}"
+
+    def plot(self, ax=None, label: str = "action"):
+        """Requests per second each server got, from HAProxy's counters, and when the action began."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 3))
+        times = np.array([at for at, _ in self.samples])
+        for i, name in enumerate(self.names):
+            totals = np.array([states[i].total for _, states in self.samples])
+            ax.step(times[1:], np.diff(totals) / np.diff(times), where="pre", label=name)
+        ax.axvline(self.action_at, color="black", linestyle="--", label=label)
+        ax.set_xlabel("seconds into the load")
+        ax.set_ylabel("requests/s (HAProxy)")
+        ax.legend(loc="upper right")
+        return ax
 
 
-def run_load(pool: ServerPool, inputs: np.ndarray, *, rate: float, seconds: float,
-             actions: dict[float, callable] | None = None, max_in_flight: int = 32) -> Timeline:
-    """Open loop: a request every 1/rate seconds for `seconds`, whatever the servers do; `actions`
-    maps a time (seconds after the start) to a function run then, e.g. stopping a server."""
-    pending = sorted((actions or {}).items())
-    sent_at, futures = [], []
+def load_during(balancer: Balancer, inputs: np.ndarray, action=None, *, at: float = 1.5, rate: float = 20.0,
+                seconds: float = 5.0, protocols=("http", "grpc"), sample_every: float = 0.1) -> FaultRun:
+    """An open-loop load of `rate` requests/s per protocol for `seconds` through `balancer`; `action()` runs
+    `at` seconds in, in a thread of its own (the load keeps its schedule meanwhile). An exception the action
+    raises is raised here once the load is over."""
+    results: dict[str, loadgen.Result] = {}
+    address = {"http": balancer.http_url, "grpc": balancer.grpc_address}
 
-    def one():
+    outcome: dict = {}
+
+    def load(protocol: str) -> None:
         try:
-            answer = pool.infer(inputs)
-            return answer.server, answer.retries, ""
-        except InferenceError as exc:
-            return "", 0, str(exc)
+            results[protocol] = loadgen.measure_rate(address[protocol], inputs, rate=rate, seconds=seconds,
+                                                     protocol=protocol, model=balancer.model, label=protocol,
+                                                     read_server=False)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+            outcome["error"] = exc
 
-    running: list[threading.Thread] = []
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max_in_flight) as executor:
-        n = 0
-        while (due := n / rate) < seconds:
-            while pending and pending[0][0] <= time.perf_counter() - start:
-                # in a thread of its own, so that stopping a server does not hold up the schedule
-                running.append(threading.Thread(target=pending.pop(0)[1], daemon=True))
-                running[-1].start()
-            delay = start + due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)  # the schedule itself: an open loop sends on time
-            sent_at.append(time.perf_counter() - start)
-            futures.append(executor.submit(one))
-            n += 1
-        for _, action in pending:  # actions scheduled after the last request still run
-            action()
-        outcomes = [f.result() for f in futures]
-    for thread in running:
-        thread.join(120)
-    return Timeline(np.array(sent_at), [o[0] for o in outcomes], np.array([o[1] for o in outcomes]),
-                    [o[2] for o in outcomes])
+    def act() -> None:
+        try:
+            outcome["value"] = action()
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+            outcome["error"] = exc
+
+    loads = [threading.Thread(target=load, args=(p,), daemon=True) for p in protocols]
+    actor = threading.Thread(target=act, daemon=True)
+    samples = [(0.0, balancer.states())]
+    started = time.perf_counter()
+    for thread in loads:
+        thread.start()
+    action_at = float("nan")
+    while any(t.is_alive() for t in loads) or actor.is_alive():
+        now = time.perf_counter() - started
+        if action is not None and not actor.is_alive() and np.isnan(action_at) and now >= at:
+            action_at = now
+            actor.start()
+        time.sleep(sample_every)  # the sampling period: the load runs in its own threads
+        samples.append((time.perf_counter() - started, balancer.states()))
+        if now > seconds + 120:
+            break
+    for thread in loads:
+        thread.join(60)
+    if "error" in outcome:
+        raise outcome["error"]
+    in_order = {p: results[p] for p in protocols}  # the threads finish in any order
+    return FaultRun(in_order, samples, action_at, outcome.get("value"), list(balancer.names))
 
 
-def compare(one: list[Result], several: list[Result], servers: int, cores: int) -> str:
+def kill_9(balancer: Balancer, server) -> float:
+    """Kill `server`'s process with SIGKILL (a crash: no warning, requests in flight are lost to it);
+    returns the seconds until HAProxy marked it DOWN."""
+    os.kill(server.process.pid, signal.SIGKILL)
+    return balancer.wait_until(server, "DOWN")
+
+
+def drain_and_stop(balancer: Balancer, server) -> dict[str, float]:
+    """A planned stop: drain `server` in HAProxy (no new requests), wait until the requests it is serving
+    are answered, then stop it. Returns how long each step took."""
+    started = time.monotonic()
+    balancer.drain(server)
+    balancer.wait_until_idle(server)
+    idle = time.monotonic()
+    server.stop()
+    return {"drained_s": idle - started, "stopped_s": time.monotonic() - idle}
+
+
+def rolling_upgrade(balancer: Balancer, servers, model: str) -> list[str]:
+    """Reload `model` (its newest version in the repository) on each of `servers`, one at a time: take the
+    server out of rotation (drain), wait until it is idle, reload, put it back and wait until HAProxy sees
+    it UP again, then the next one. The others keep answering throughout. Returns what happened, in order."""
+    steps = []
+    for server in servers:
+        name = balancer.name_of(server)
+        balancer.drain(server)
+        balancer.wait_until_idle(server)
+        steps.append(f"{name}: drained")
+        server.load_model(model)
+        with server.http_client() as client:
+            versions = sorted(client.get_model_metadata(model)["versions"], key=int)
+        steps.append(f"{name}: reloaded '{model}', now serving version {', '.join(versions)}")
+        balancer.ready(server)
+        balancer.wait_until(server, "UP")
+        steps.append(f"{name}: back in rotation (UP)")
+    return steps
+
+
+def compare(one: list[loadgen.Result], several: list[loadgen.Result], servers: int, cores: int) -> str:
     """What the sweep of one server against `servers` servers says, in words, from its own numbers."""
     best_one = max(r.throughput for r in one)
     best_several = max(r.throughput for r in several)
@@ -307,3 +189,69 @@ def compare(one: list[Result], several: list[Result], servers: int, cores: int) 
                f"with {servers} times the threads, and switching between them costs time. Scaling out pays when "
                "each server gets hardware of its own: another GPU, another machine.")
     return f"{numbers}\n{why}"
+
+
+def restart(server):
+    """Start a stopped or killed `server` again on the same ports (the balancer's config names them), with the
+    same repository and settings; HAProxy's health check puts it back once it passes `rise` checks."""
+    server.stop()  # what a kill left behind: its process group, its folder
+    server.requested_ports = dict(server.ports)
+    return server.start()
+
+
+def added_latency(balancer: Balancer, server, inputs: np.ndarray, *, rate: float = 20.0, seconds: float = 5.0,
+                  repeats: int = 2) -> list[dict]:
+    """What going through HAProxy adds to each request, to `server` directly against through `balancer` (its other
+    servers in maintenance meanwhile, so both reach the same Triton). Two tools, one row each:
+
+    - the course's load generator: the same open-loop HTTP load (`rate` requests/s) to both sides at the same
+      time, so both share the machine and its noise;
+    - perf_analyzer (gRPC, one request in flight, windows stable within 20 % on a shared machine): direct and
+      through HAProxy one after the other, `repeats` times, medians compared. Two closed loops at once on one
+      server would mostly wait for each other's requests, which would hide the difference.
+    """
+    from . import perf_analyzer
+
+    others = [s for s in balancer.servers if s is not server]
+    for other in others:
+        balancer.maint(other)
+    try:
+        sides = {"direct": (server.http_url, server.grpc_address),
+                 "through HAProxy": (balancer.http_url, balancer.grpc_address)}
+        measured: dict[str, object] = {}
+
+        def run(side: str) -> None:
+            try:
+                measured[side] = loadgen.measure_rate(sides[side][0], inputs, rate=rate, seconds=seconds,
+                                                      model=balancer.model, label=side)
+            except Exception as exc:  # noqa: BLE001 - raised in the caller's thread below
+                measured[side] = exc
+
+        threads = [threading.Thread(target=run, args=(side,)) for side in sides]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for result in measured.values():
+            if isinstance(result, Exception):
+                raise result
+        perf = {side: [] for side in sides}
+        for _ in range(repeats):
+            for side, (_, grpc_address) in sides.items():
+                perf[side].append(perf_analyzer.measure(grpc_address, model=balancer.model, label=side,
+                                                        measurement_ms=2000, stability_percent=20))
+    finally:
+        for other in others:
+            balancer.ready(other)
+        for other in others:
+            balancer.wait_until(other, "UP")
+
+    def row(tool: str, load: str, direct: float, through: float, errors: int) -> dict:
+        return {"tool": tool, "load": load, "direct p50 ms": round(direct, 2), "via HAProxy p50 ms": round(through, 2),
+                "added ms": round(through - direct, 2), "ratio": round(through / direct, 3), "errors": errors}
+
+    return [row("loadgen", f"HTTP, open loop {rate:g}/s, both at once", measured["direct"].percentile(50),
+                measured["through HAProxy"].percentile(50), sum(r.errors for r in measured.values())),
+            row("perf_analyzer", f"gRPC, c=1, alternating x{repeats}",
+                float(np.median([m.p50_ms for m in perf["direct"]])),
+                float(np.median([m.p50_ms for m in perf["through HAProxy"]])), 0)]

@@ -1,72 +1,104 @@
-"""Lab 14 (scaling out): a health check that finds the servers able to answer, and Kubernetes probes."""
+"""Lab 14 (scaling out): the learner's health-check and retry lines for HAProxy, tried by killing a server under
+load; and the same job as Kubernetes probes."""
 
 from __future__ import annotations
 
 import copy
-import threading
+import os
+import re
+import signal
 
 import requests
 
-from .. import kubernetes
+from .. import kubernetes, scaling
+from ..balancer import Balancer, BalancerError
 from ..paths import MODEL_NAME
+from ..photos import batch, photo
 from . import Verdict, failed, passed
 
-EXERCISE_1 = "Exercise 1 (health check)"
+EXERCISE_1 = "Exercise 1 (health check and retries)"
 EXERCISE_2 = "Exercise 2 (probes)"
+DOWN_WITHIN_S = 3.0  # the goal: a dead server leaves the rotation within this many seconds of its death
+WAIT_FOR_DOWN_S = 15.0  # how long the check waits for HAProxy to mark it DOWN at all
+RATE, SECONDS, KILL_AT = 20.0, 5.0, 1.5  # the load: 100 HTTP requests, the kill 1.5 s in
 
 
-def _call_with_deadline(function, args, seconds: float):
-    """(returned value, raised exception, finished in time) of function(*args)."""
-    outcome: dict = {}
+def _haproxy_words(error: BalancerError) -> str:
+    return (error.triton_said or "").strip()
 
-    def run():
+
+def check_balancer(checks_and_retries: str, serving, idle, model: str = MODEL_NAME) -> Verdict:
+    """Run HAProxy with the learner's `checks_and_retries` lines (the health check and retries of its `defaults`)
+    in front of three servers: `serving` (the model loaded), `idle` (a live server without the model) and one the
+    check starts and kills with SIGKILL in the middle of a load of HTTP requests. Then report the failed requests,
+    and why, from HAProxy's own counters."""
+    from .. import start_server
+
+    if not isinstance(checks_and_retries, str) or not checks_and_retries.strip():
+        return failed(EXERCISE_1, "checks_and_retries is empty: write the config lines as one string.")
+    victim = start_server(serving.repository)
+    lb = Balancer([serving, victim, idle], model=model, checks_and_retries=checks_and_retries, expect_up=2,
+                  startup_timeout=15)
+    try:
         try:
-            outcome["value"] = function(*args)
-        except Exception as exc:  # noqa: BLE001 - the learner's exception is what we report
-            outcome["error"] = exc
+            lb.start()
+        except BalancerError as error:
+            if "rejected the config" in error.what:
+                return failed(EXERCISE_1, "HAProxy rejected the config with your lines. HAProxy said: "
+                              + _haproxy_words(error), hint=error.fix or "")
+            return failed(EXERCISE_1, "Fewer than two servers passed your health check, although two of them "
+                                      f"have '{model}' loaded. HAProxy's view: " + _haproxy_words(error),
+                          hint=f"Ask Triton about the model: option httpchk GET /v2/models/{model}/ready, and expect "
+                               "status 200 (http-check expect status 200).")
+        seen: dict = {}
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    return outcome.get("value"), outcome.get("error"), not thread.is_alive()
+        def kill() -> None:
+            os.kill(victim.process.pid, signal.SIGKILL)
+            try:
+                seen["down_s"] = lb.wait_until(victim, "DOWN", timeout=WAIT_FOR_DOWN_S)
+            except BalancerError:
+                seen["down_s"] = None
+
+        run = scaling.load_during(lb, batch([photo("coffee")]), kill, at=KILL_AT, rate=RATE, seconds=SECONDS,
+                                  protocols=("http",))
+        states = {s.name: s for s in lb.states()}
+    finally:
+        lb.stop()
+        victim.stop()
+    return _verdict(checks_and_retries, run, states, seen.get("down_s"), model)
 
 
-def check_ready_urls(ready_urls, serving_url: str, idle_url: str, down_url: str, model: str = MODEL_NAME,
-                     deadline_s: float = 10.0) -> Verdict:
-    """`ready_urls(urls, model)` must return, in order, the URLs whose `model` is ready.
-
-    serving_url: a server with the model loaded; idle_url: a live server without it (explicit mode, nothing
-    loaded); down_url: an address where nothing listens."""
-    urls = [down_url, serving_url, idle_url]
-    value, error, finished = _call_with_deadline(ready_urls, (urls, model), deadline_s)
-    if not finished:
-        return failed(EXERCISE_1, f"ready_urls did not return within {deadline_s:g} s.",
-                      hint="Pass timeout= to requests.get (a second is plenty): a health check must never hang "
-                           "on a server that does not answer.")
-    if isinstance(error, requests.RequestException):
-        return failed(EXERCISE_1, f"ready_urls raised {type(error).__name__} for an address where no server listens.",
-                      triton_said=str(error)[:200],
-                      hint="Catch requests.RequestException and count that server as not ready: a stopped server "
-                           "is exactly what a health check is for.")
-    if error is not None:
-        return failed(EXERCISE_1, f"ready_urls raised {type(error).__name__}: {error}")
-    if not isinstance(value, list):
-        return failed(EXERCISE_1, f"ready_urls returned {type(value).__name__}; return a list of URLs.")
-    if idle_url in value:
-        asked = requests.get(f"{idle_url}/v2/models/{model}/ready", timeout=5).status_code
-        return failed(EXERCISE_1, f"It counted {idle_url} as ready: that server is up, but '{model}' is not loaded "
-                                  f"there (GET /v2/models/{model}/ready answers {asked}).",
-                      hint=f"Ask about the model, not the server: GET URL/v2/models/{model}/ready. /v2/health/live "
-                           "(and /v2/health/ready with no model loaded) say yes for a server that cannot answer.")
-    if down_url in value:
-        return failed(EXERCISE_1, f"It counted {down_url} as ready, but no server listens there.",
-                      hint="Only a 200 answer means ready: check response.status_code == 200.")
-    if value != [serving_url]:
-        return failed(EXERCISE_1, f"It returned {value}; expected [{serving_url!r}] (the one server whose model "
-                                  "is ready).",
-                      hint="Keep the URLs as they were given, in their order.")
-    return passed(EXERCISE_1, "it kept the server whose model is ready and left out a server without the model "
-                              "and an address where nothing listens, without hanging.")
+def _verdict(lines: str, run, states, down_s, model: str) -> Verdict:
+    killed, idle = states["triton2"], states["triton3"]
+    words = re.sub(r"#.*", "", lines)
+    problems, hints = [], []
+    if idle.total:
+        problems.append(f"Your health check let HAProxy send {idle.total} request(s) to a server that runs but has "
+                        f"no '{model}' loaded: Triton answered {idle.answered_4xx} of them with a 4xx error.")
+        hints.append(f"Check the model, not the server: option httpchk GET /v2/models/{model}/ready (Triton answers "
+                     "400 there while the model is not loaded; /v2/health/ready and /v2/health/live answer 200).")
+    lost = run.failed - idle.answered_4xx
+    if lost > 0:
+        problems.append(f"{lost} of {run.sent} requests failed around the kill of a server (first error: "
+                        f"{run.first_error[:160]}). HAProxy retried {killed.retried} and sent "
+                        f"{killed.redispatched} to another server.")
+        if not re.search(r"^\s*retry-on\b.*\bempty-response\b", words, re.M):
+            hints.append("A request the killed server was answering gets no response: add empty-response to retry-on "
+                         "(and conn-failure, for the requests sent before HAProxy noticed).")
+        if not re.search(r"^\s*option\s+redispatch\b", words, re.M):
+            hints.append("Without option redispatch, HAProxy retries on the same dead server: add option redispatch 1.")
+    if down_s is None:
+        problems.append(f"HAProxy had not marked the killed server DOWN {WAIT_FOR_DOWN_S:g} s after the kill.")
+        hints.append("Check more often: default-server inter 1s fastinter 250ms fall 2 rise 2.")
+    elif down_s > DOWN_WITHIN_S:
+        problems.append(f"HAProxy marked the killed server DOWN {down_s:.1f} s after the kill; the goal is under "
+                        f"{DOWN_WITHIN_S:g} s (until then every request sent to it pays for a failed attempt).")
+        hints.append("The time to DOWN is about inter + (fall - 1) x fastinter: try default-server inter 1s "
+                     "fastinter 250ms fall 2 rise 2.")
+    if problems:
+        return failed(EXERCISE_1, *problems, hint=" ".join(hints))
+    return passed(EXERCISE_1, f"0 of {run.sent} requests failed while a server was killed; HAProxy marked it DOWN "
+                              f"{down_s:.2f} s after the kill, and the server without the model got no request.")
 
 
 def check_probes(readiness: dict, liveness: dict, server_url: str) -> Verdict:
