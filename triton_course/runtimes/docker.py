@@ -7,8 +7,10 @@ The command line it stands for:
         -p 127.0.0.1:8002:8002 -v $PWD/models:/models:ro nvcr.io/nvidia/tritonserver:24.10-py3 \\
         tritonserver --model-repository=/models
 
-Rented GPU pods are containers themselves and cannot run Docker: there, use the embedded
-server or start the pod from the NGC image (the local runtime); docs/pods.md says how.
+A container can start containers only when the host hands it its Docker socket
+(-v /var/run/docker.sock:/var/run/docker.sock) or runs it --privileged; rented GPU pods allow
+neither, so there use the embedded server or start the pod from the NGC image (the local
+runtime); docs/pods.md says how.
 """
 
 from __future__ import annotations
