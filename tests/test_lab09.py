@@ -99,3 +99,60 @@ def test_client(server):
     assert "only the most likely" in str(lab09.check_client(server, lambda u, j: right_client(u, j, first=False)))
     assert "differ from the ensemble's" in str(lab09.check_client(server, lambda u, j: right_client(u, j)[::-1]))
     assert "one label per file" in str(lab09.check_client(server, lambda u, j: right_client(u, j[:1])))
+
+
+RIGHT_MODEL_PY = '''
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        with open(os.path.join(args["model_repository"], "labels.txt"), encoding="utf-8") as handle:
+            self.labels = [line.rstrip("\\n") for line in handle]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy()
+            if not np.isfinite(logits).all():
+                error = pb_utils.TritonError("logits must be finite numbers, got NaN or infinity")
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            label = np.array([[self.labels[i]] for i in logits.argmax(axis=1)], dtype=np.object_)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("label", label)]))
+        return responses
+'''
+IF_NAN = "            if not np.isfinite(logits).all():\n"
+REFUSAL = '''            if not np.isfinite(logits).all():
+                error = pb_utils.TritonError("logits must be finite numbers, got NaN or infinity")
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+'''
+
+
+@pytest.mark.server
+def test_right_python_model_passes(server):
+    verdict = lab09.check_python_model(server, RIGHT_MODEL_PY)
+    assert verdict.ok, verdict
+    assert "two rows of logits gave ['espresso', 'daisy']" in verdict.confirmation, verdict.confirmation
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("old, new, message", [
+    ('pb_utils.Tensor("label", label)', 'pb_utils.Tensor("labels", label)', "The response has no output 'label'"),
+    ('"labels.txt"', '"label.txt"', "Triton refused to load 'top_label' with your model.py"),
+    (REFUSAL, "", "A request whose logits hold NaN got an answer."),
+    (REFUSAL, IF_NAN + '                raise ValueError("logits must be finite numbers")\n',
+     "A good request that arrived with the NaN one was refused too"),
+    (REFUSAL, IF_NAN + "                continue\n", "returned fewer responses than it got requests"),
+    ("        return responses", "        return responses[:1]", "returned fewer responses than it got requests"),
+    ("class TritonPythonModel:", "class Model:", "with a class named TritonPythonModel"),
+    ("    def execute(self, requests):", "    def execute(self, requests)", "model.py is not valid Python: line"),
+], ids=["output_name", "initialize_fails", "no_refusal", "raises", "no_response", "short_list", "class", "syntax"])
+def test_python_model_mistakes_are_named(server, old, new, message):
+    assert old in RIGHT_MODEL_PY
+    verdict = lab09.check_python_model(server, RIGHT_MODEL_PY.replace(old, new))
+    assert not verdict.ok and message in repr(verdict), repr(verdict)

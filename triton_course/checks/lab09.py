@@ -1,18 +1,24 @@
 """Checks for lab 09 (ensembles): the learner's ensemble config, loaded by the lab's server next to
-the three step models and sent JPEG files, and the learner's client for it."""
+the three step models and sent JPEG files, the learner's client for it, and a python-backend model
+of the learner's own (model.py), loaded by the same server and called."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
+import tritonclient.http as httpclient
+
 from .. import ensemble
-from ..artifact import INPUT_NAME, OUTPUT_NAME, reference_config
+from ..artifact import INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, labels, reference_config
 from ..errors import InferenceError
-from ..inference import classify
-from ..photos import jpeg_bytes, photos
+from ..inference import classify, infer
+from ..model_config import ModelConfig, build_config, tensor
+from ..photos import jpeg_bytes, photos, preprocess
+from ..repository import write_config, write_file
 from . import Verdict, failed, passed
-from ._serving import load_answer
+from ._serving import load_answer, reload
 
 MODEL = "jpeg_to_labels"  # the ensemble exercise 1 writes
 CLASSIFIER = reference_config().name
@@ -148,3 +154,124 @@ def check_client(server, top_labels, model: str = MODEL) -> Verdict:
                       hint="Keep the files' order; the first label of each row is the most likely one.")
     return passed(exercise, f"your client sent {len(jpegs)} JPEG files in one request and read back the ensemble's "
                   "most likely label for each, in order.")
+
+
+# Exercise 3: a python-backend model of the learner's own. The check writes the config and labels.txt;
+# the learner writes model.py. A batching delay lets two requests sent together reach one execute() call.
+TOP_LABEL = "top_label"
+BAD_LOGITS_MESSAGE = "logits must be finite numbers"
+
+
+def top_label_config() -> ModelConfig:
+    """The classifier's logits in, the most likely label out (one per row)."""
+    config = build_config(TOP_LABEL, backend="python", max_batch_size=8,
+                          inputs=[tensor(OUTPUT_NAME, "TYPE_FP32", [NUM_CLASSES])],
+                          outputs=[tensor("label", "TYPE_STRING", [1])])
+    config.dynamic_batching.max_queue_delay_microseconds = 200_000
+    return config
+
+
+def _install_python_model(server, model_py: str) -> None:
+    model_dir = Path(server.repository) / TOP_LABEL
+    write_file(model_dir / "1" / "model.py", model_py)
+    write_file(model_dir / "labels.txt", "\n".join(labels()) + "\n")
+    write_config(model_dir, top_label_config())
+
+
+def _logits(server, names=("coffee", "flower")) -> tuple[np.ndarray, list[str]]:
+    """Real logits of the classifier for two photos, and the label each one's largest logit names."""
+    batch = np.stack([preprocess(photos()[name]) for name in names])
+    logits = infer(server.http_url, batch, model=CLASSIFIER).astype(np.float32)
+    return logits, [labels()[int(i)] for i in logits.argmax(axis=1)]
+
+
+def _send(client, logits: np.ndarray):
+    tensor_in = httpclient.InferInput(OUTPUT_NAME, list(logits.shape), "FP32")
+    tensor_in.set_data_from_numpy(logits)
+    return client.async_infer(TOP_LABEL, [tensor_in], outputs=[httpclient.InferRequestedOutput("label")])
+
+
+def _said(error: Exception) -> str:
+    return error.message() if hasattr(error, "message") and callable(error.message) else str(error)
+
+
+COUNT_MISMATCH = "do not match the number of InferenceRequest objects"  # the python backend's words
+
+
+def _execute_hint(said: str) -> str:
+    if COUNT_MISMATCH in said:
+        return ("execute must return exactly one response per request, in the requests' order: append one "
+                "InferenceResponse (outputs, or error=pb_utils.TritonError(...)) for every request, "
+                "the refused ones too.")
+    return ("Triton's message names what went wrong in your execute; the server log (server.log_text()) has "
+            "the traceback.")
+
+
+def check_python_model(server, model_py) -> Verdict:
+    """Exercise 3: the learner's model.py, served by the python backend as 'top_label': two rows of real
+    logits in one request give the two labels; a request with NaN logits gets its own error, and a good
+    request that runs in the same execute() call is still answered."""
+    exercise = "Exercise 3 (a python-backend model)"
+    if not isinstance(model_py, str) or "class TritonPythonModel" not in model_py:
+        return failed(exercise, f"MODEL_PY is {type(model_py).__name__} {model_py!r:.60}: write the whole model.py "
+                      "as a string, with a class named TritonPythonModel.",
+                      hint='MODEL_PY = """\nimport numpy as np\nimport triton_python_backend_utils as pb_utils\n\n'
+                           'class TritonPythonModel:\n    ...\n"""')
+    try:
+        compile(model_py, "model.py", "exec")
+    except SyntaxError as error:
+        return failed(exercise, f"model.py is not valid Python: line {error.lineno}: {error.msg}.",
+                      hint="Fix the line shown; Triton would refuse to load the model for the same reason.")
+    _install_python_model(server, model_py)
+    said = reload(server, TOP_LABEL)
+    if said is not None:
+        return failed(exercise, f"Triton refused to load '{TOP_LABEL}' with your model.py: initialize (or the "
+                      "import of the file) raised.", triton_said=said,
+                      hint="Read the exception in Triton's message. labels.txt is in the model's folder, "
+                           "args['model_repository'].")
+    logits, expected = _logits(server)
+    with httpclient.InferenceServerClient(server.http_url.split("://", 1)[-1], concurrency=2) as client:
+        try:
+            result = _send(client, logits).get_result()
+        except Exception as error:  # noqa: BLE001 - tritonclient's InferenceServerException
+            said = _said(error)
+            return failed(exercise, "Triton answered two rows of good logits with an error.", triton_said=said,
+                          hint=_execute_hint(said))
+        label = result.as_numpy("label")
+        if label is None:
+            returned = [o["name"] for o in result.get_response().get("outputs", [])]
+            return failed(exercise, f"The response has no output 'label' (it has {returned}).",
+                          hint="Name the output tensor as the config does: pb_utils.Tensor(\"label\", array).")
+        got = [value.decode() if isinstance(value, bytes) else str(value) for value in label.reshape(-1)]
+        if label.shape != (2, 1) or got != expected:
+            return failed(exercise, f"For two rows of logits your model answered {got} with shape "
+                          f"{list(label.shape)}; expected {expected} with shape [2, 1].",
+                          hint="One label per row: the label at the index of the row's largest logit, as an object "
+                               "array of shape [rows, 1].")
+        bad = logits[:1].copy()
+        bad[0, 0] = np.nan
+        refused, served = _send(client, bad), _send(client, logits[1:])  # sent together: one execute() call
+        try:
+            refused.get_result()
+            return failed(exercise, "A request whose logits hold NaN got an answer.",
+                          hint="Check each request with np.isfinite(logits).all() and answer a bad one with "
+                               f"pb_utils.InferenceResponse(error=pb_utils.TritonError(\"{BAD_LOGITS_MESSAGE} ...\")).")
+        except Exception as error:  # noqa: BLE001
+            said = _said(error)
+        try:
+            second = served.get_result().as_numpy("label")
+        except Exception as error:  # noqa: BLE001
+            said = _said(error)
+            if COUNT_MISMATCH in said:
+                return failed(exercise, "Your execute() returned fewer responses than it got requests when a NaN "
+                              "request and a good one came together, so Triton failed both.", triton_said=said,
+                              hint=_execute_hint(said))
+            return failed(exercise, "A good request that arrived with the NaN one was refused too: the whole "
+                          "execute() call failed.", triton_said=said,
+                          hint="Do not raise in execute: give only the bad request an error response, "
+                               "pb_utils.InferenceResponse(error=pb_utils.TritonError(...)), and serve the others.")
+    if BAD_LOGITS_MESSAGE not in said:
+        return failed(exercise, "The NaN request was refused, but not with your own message.", triton_said=said,
+                      hint=f"Answer it with pb_utils.TritonError(\"{BAD_LOGITS_MESSAGE} ...\").")
+    return passed(exercise, f"Triton loaded your model.py; two rows of logits gave {expected}; the NaN request was "
+                  f"refused with your message while a request sent with it got '{second.reshape(-1)[0].decode()}'.")

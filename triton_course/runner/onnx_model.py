@@ -9,6 +9,7 @@ It is self-contained on purpose: it runs inside Triton's python stub, not in the
 
 import json
 import os
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -33,20 +34,24 @@ def _model_dims(node):
 
 
 def check_tensors(model_name, kind, configured, model_nodes, max_batch_size):
-    """Raise ValueError when config tensors disagree with the ONNX model's (names, types, dims)."""
+    """Raise ValueError when config tensors disagree with the ONNX model's (names, types, dims).
+
+    The texts are the onnxruntime backend's own (onnxruntime_backend src/onnxruntime.cc and
+    src/onnxruntime_utils.cc, backend src/backend_common.cc); the python backend puts
+    "Internal: ValueError: " in front, where the onnxruntime backend's code reads "Invalid argument"."""
     by_name = {node.name: node for node in model_nodes}
     for tensor in configured:
         name = tensor["name"]
         if name not in by_name:
+            # backend_common.cc CheckAllowedModelInput/Output: names listed sorted (a std::set).
             raise ValueError(
-                f"model '{model_name}': unexpected inference {kind} '{name}', "
-                f"allowed {kind}s are: {', '.join(by_name)}")
+                f"unexpected inference {kind} '{name}', allowed {kind}s are: {', '.join(sorted(by_name))}")
         node = by_name[name]
         expected_type = ONNX_TO_TRITON.get(node.type, node.type)
         if tensor["data_type"] != expected_type:
             raise ValueError(
-                f"model '{model_name}': unexpected datatype {tensor['data_type']} for inference "
-                f"{kind} '{name}', expecting {expected_type}")
+                f"unable to load model '{model_name}', configuration expects datatype {tensor['data_type']} "
+                f"for {kind} '{name}', model provides {expected_type}")
         dims = [int(d) for d in (tensor.get("reshape") or {}).get("shape") or tensor["dims"]]
         model_dims = _model_dims(node)
         if max_batch_size > 0:
@@ -80,6 +85,17 @@ def check_config(config, session):
             f"{len(config.get('input', []))} inputs, model provides {len(inputs)}")
     check_tensors(name, "input", config.get("input", []), inputs, max_batch_size)
     check_tensors(name, "output", config.get("output", []), outputs, max_batch_size)
+
+
+_ORT_PYTHON_ERROR = re.compile(r"^\[ONNXRuntimeError\] : (?P<code>\d+) : \w+ : (?P<message>.*)$", re.S)
+
+
+def ort_error_text(exc):
+    """onnxruntime's error as the onnxruntime backend words it ("onnx runtime error CODE: MESSAGE",
+    RETURN_IF_ORT_ERROR in onnxruntime_backend src/onnxruntime_utils.h) instead of the Python binding's
+    "[ONNXRuntimeError] : CODE : NAME : MESSAGE"."""
+    match = _ORT_PYTHON_ERROR.match(str(exc))
+    return f"onnx runtime error {match['code']}: {match['message']}" if match else str(exc)
 
 
 # optimization { graph { level } } as the onnxruntime backend reads it; 0 (unset) means all.
@@ -138,7 +154,10 @@ class TritonPythonModel:
             device_id = int(args.get("model_instance_device_id", 0))
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
             self.device = f"GPU {device_id}"
-        self.session = ort.InferenceSession(path, _session_options(config), providers=providers)
+        try:
+            self.session = ort.InferenceSession(path, _session_options(config), providers=providers)
+        except Exception as exc:  # noqa: BLE001 - reworded below, as the onnxruntime backend does
+            raise RuntimeError(ort_error_text(exc)) from None
 
         check_config(config, self.session)
         outputs = self.session.get_outputs()
