@@ -21,8 +21,15 @@ from triton_course import ModelLoadError, PortInUseError, artifact
 from triton_course.inference import classify
 from triton_course.photos import photo
 from triton_course.runtimes import unavailable_reason
-from triton_course.runtimes.docker import (LABEL, DockerError, DockerServer, docker_client, engine_error,
-                                           image_reference, pull_image)
+from triton_course.runtimes.docker import (
+    LABEL,
+    DockerError,
+    DockerServer,
+    docker_client,
+    engine_error,
+    image_reference,
+    pull_image,
+)
 
 pytestmark = pytest.mark.server
 
@@ -43,6 +50,26 @@ def test_no_engine_is_a_clear_error(monkeypatch):
         docker_client(timeout=5)
     assert "No Docker engine answers" in err.value.what
     assert unavailable_reason("docker") == "No Docker engine answers on this machine."
+
+
+def test_default_image_and_client_shm_flag_follow_the_ngc_table(reference_repo, monkeypatch):
+    from triton_course import ngc
+    from triton_course.runtimes.docker import DEFAULT_IMAGE, default_image
+
+    monkeypatch.delenv("TRITON_IMAGE", raising=False)
+    image, why = default_image()
+    assert image == image_reference() == ngc.default_release(ngc.driver_version())[0].image
+    assert why and (ngc.driver_version() is not None or image == DEFAULT_IMAGE == ngc.CURRENT.image)
+    # Triton 2.69 on refuses client shared memory unless allowed; 2.51 has no such option (it would not start)
+    current = DockerServer(reference_repo, image=ngc.CURRENT.image, pull=False)
+    assert "--allow-client-shm=true" in current.command()
+    assert "--allow-client-shm=true" in current.docker_run_command()
+    assert "--allow-client-shm=true" not in DockerServer(reference_repo, image=ngc.EMBEDDED_RELEASE.image,
+                                                         pull=False).command()
+    assert "--allow-client-shm=true" not in DockerServer(reference_repo, image=ngc.CURRENT.image, pull=False,
+                                                         allow_client_shm=False).command()
+    monkeypatch.setenv("TRITON_IMAGE", "local/triton-course:ci")
+    assert image_reference() == "local/triton-course:ci"  # CI's own image, never pulled from nvcr.io
 
 
 _reason = unavailable_reason("docker")

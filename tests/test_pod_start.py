@@ -58,7 +58,7 @@ def test_refuses_without_tritonserver_and_says_which_image(tmp_path):
     assert result.returncode == 1
     assert f"course: {ROOT}" in result.stdout  # found its own checkout
     assert "ERROR: No tritonserver in this container" in result.stderr
-    assert "nvcr.io/nvidia/tritonserver:24.10-py3" in result.stderr and "make setup" in result.stderr
+    assert "nvcr.io/nvidia/tritonserver:26.11-py3" in result.stderr and "make setup" in result.stderr
     assert not (tmp_path / "missing").exists()
 
 

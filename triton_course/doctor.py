@@ -105,7 +105,8 @@ def check_gpu() -> Check:
     fix = "Rent a GPU pod for the GPU parts; every lesson also runs on the CPU."
     smi = shutil.which("nvidia-smi")
     if not smi:
-        return Check("gpu", False, "no nvidia-smi: lessons run on the CPU", fix, required=False, lessons="06-08")
+        return Check("gpu", False, "no GPU (no nvidia-smi): lessons run on the CPU", fix, required=False,
+                     lessons="06-08")
     try:
         out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -113,7 +114,15 @@ def check_gpu() -> Check:
                      required=False, lessons="06-08")
     # "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)": the UUID says nothing to a person
     gpus = [line.split(" (UUID")[0] for line in out.stdout.splitlines() if line.startswith("GPU")]
-    return Check("gpu", bool(gpus), "; ".join(gpus) or out.stderr.strip()[:200],
+    detail = "; ".join(gpus) or out.stderr.strip()[:200]
+    if gpus:  # the NGC tag this driver can run leads, so that a cut line keeps it (table: ngc.py)
+        from . import ngc
+
+        driver = ngc.driver_version()
+        newest = ngc.newest_runnable(driver) if driver else None
+        tag = f"newest NGC tag {newest.tag}-py3" if newest else "no NGC tag in the course's table"
+        detail = f"driver {driver}, {tag}: {detail}"
+    return Check("gpu", bool(gpus), detail,
                  "Check the NVIDIA driver (nvidia-smi).", required=False, lessons="06-08")
 
 

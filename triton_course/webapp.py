@@ -7,6 +7,10 @@ sets a timeout on every Triton call, and answers with a clear message, never a s
 Triton is down, the model is not ready, or Triton refuses the request.
 
     python -m triton_course.webapp --triton-url http://127.0.0.1:8000 [--port 8080] [--host 127.0.0.1]
+
+Every URL in its page is relative, so the app also works under a path prefix, such as JupyterLab's
+`/proxy/<port>/` (jupyter-server-proxy): that is how a browser opens it on a pod while it listens on
+127.0.0.1 (`jupyter_proxy`).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import threading
 import time
+from dataclasses import dataclass
 
+import requests
 from flask import Flask, jsonify, render_template_string, request
 from PIL import Image, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -34,7 +41,7 @@ PAGE = """<!doctype html>
 td{padding:.2em 1em}</style></head>
 <body>
 <h1>Classify a photo</h1>
-<form method="post" action="/classify" enctype="multipart/form-data">
+<form method="post" action="classify" enctype="multipart/form-data">
   <input type="file" name="photo" id="photo" accept="image/*">
   <button type="submit" id="submit">Classify</button>
 </form>
@@ -114,8 +121,12 @@ def create_app(triton_url: str, *, model: str = ENSEMBLE, max_upload_mb: float =
 
     @app.post("/api/classify")
     def classify_api():
-        upload = request.files.get("photo")
-        status, body = classify(upload.read() if upload else request.get_data())
+        if request.mimetype == "multipart/form-data":
+            upload = request.files.get("photo")
+            data = upload.read() if upload else b""
+        else:  # the photo is the body, whatever Content-Type a client or a proxy put on it (never parsed as a form)
+            data = request.get_data()
+        status, body = classify(data)
         return jsonify(body), status
 
     @app.get("/healthz")
@@ -182,6 +193,63 @@ class WebApp:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@dataclass
+class ProxyAddress:
+    """Where a browser opens the app through JupyterLab (jupyter-server-proxy), and what the check found."""
+
+    url: str
+    works: bool | None  # None: not checked (no JupyterLab found, or it needs a password)
+    note: str
+
+
+def jupyter_server(pid: int | None = None) -> dict | None:
+    """The running Jupyter server with process id `pid` (default: this kernel's parent, the server that
+    started it), as jupyter_server lists it (url, base_url, port, token, ...); None when there is none
+    (a kernel run by nbconvert or pytest, a plain Python)."""
+    from jupyter_server.serverapp import list_running_servers
+
+    pid = os.getppid() if pid is None else pid
+    return next((info for info in list_running_servers() if info.get("pid") == pid), None)
+
+
+def jupyter_proxy(port: int, server: dict | None = None) -> ProxyAddress:
+    """The address of the app on `port` (listening on 127.0.0.1) through the JupyterLab that runs this
+    kernel: JupyterLab's own address + `proxy/<port>/`. The browser already holds JupyterLab's login,
+    so the app is no more exposed than JupyterLab itself. Checks the path by asking the app's
+    `/healthz` through that JupyterLab, as the browser will."""
+    server = jupyter_server() if server is None else server
+    base = (server or {}).get("base_url") or os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
+    path = f"{base.rstrip('/')}/proxy/{port}/"
+    pod = os.environ.get("RUNPOD_POD_ID")
+    if pod and server:  # RunPod's HTTPS proxy in front of JupyterLab's port (docs/pods.md)
+        url = f"https://{pod}-{server['port']}.proxy.runpod.net{path}"
+    elif os.environ.get("JUPYTERHUB_SERVICE_PREFIX"):
+        url = f"<your JupyterHub address>{path}"
+    elif server:
+        url = server["url"].rstrip("/").removesuffix(base.rstrip("/")) + path
+    else:
+        return ProxyAddress(f"<your JupyterLab address>{path}", None,
+                            "This kernel was not started by a running JupyterLab (nbconvert, pytest or a terminal), "
+                            "so the address is a pattern: take the address of JupyterLab in your browser, up to "
+                            "the part before /lab, and add the path shown.")
+    if server.get("secure") or not server.get("token"):
+        return ProxyAddress(url, None, "Not checked from here (JupyterLab uses HTTPS or a password): open it.")
+    local = f"http://127.0.0.1:{server['port']}{path}healthz"
+    try:
+        answer = requests.get(local, headers={"Authorization": f"token {server['token']}"}, timeout=10)
+    except requests.RequestException as exc:
+        return ProxyAddress(url, False, f"JupyterLab did not answer at {local.split('/proxy/')[0]}: {exc}")
+    if answer.status_code == 404:
+        return ProxyAddress(url, False, "This JupyterLab has no jupyter-server-proxy (404 at /proxy/): install it "
+                            "into the Python that runs JupyterLab (pip install jupyter-server-proxy==4.6.0), "
+                            "restart JupyterLab, and run this cell again.")
+    if answer.status_code in (200, 503):  # the app answered (503: it is up but Triton is not ready)
+        return ProxyAddress(url, True, f"Checked: the app answered through JupyterLab's proxy "
+                            f"(GET {path}healthz -> {answer.status_code}).")
+    return ProxyAddress(url, False, f"JupyterLab's proxy answered {answer.status_code} for {path}healthz: "
+                        f"{answer.text[:200]}")
 
 
 def main(argv: list[str] | None = None) -> int:

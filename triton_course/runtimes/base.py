@@ -23,10 +23,10 @@ from pathlib import Path
 import psutil
 import requests
 
+from .. import repository as model_repository
 from ..errors import ModelLoadError, ModelProblem, PortInUseError, ServerStartError, find_model_errors, stub_failures
 from ..model_config import serves_onnx
 from ..paths import cache_dir, models_dir
-from .. import repository as model_repository
 from ..repository import readable_by_server, runner_config, served_copy, served_on_gpu
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
@@ -100,6 +100,7 @@ class TritonServer:
         startup_timeout: float = 120.0,
         strict: bool = True,
         admin_key: str | None = None,
+        allow_client_shm: bool = True,
     ):
         self.repository = Path(repository or models_dir()).expanduser().resolve()
         self.host = host
@@ -121,6 +122,9 @@ class TritonServer:
         # With a key, the model-repository and shared-memory APIs answer only requests that carry it
         # in the ADMIN_HEADER header; the course's own calls send it.
         self.admin_key = admin_key
+        # The course's load generator and perf_analyzer pass inputs through client shared memory;
+        # from Triton 2.69 the server refuses it unless started with --allow-client-shm=true.
+        self.allow_client_shm = allow_client_shm
         self.log_path: Path | None = None
         self.startup_seconds: float | None = None
 
@@ -178,7 +182,20 @@ class TritonServer:
             *self.backend_args(),
         ]
         args += [f"--load-model={name}" for name in self.load_models]
-        return args + self.restriction_args() + self.extra_args
+        return args + self.restriction_args() + self.client_shm_args() + self.extra_args
+
+    def triton_version_before_start(self) -> str | None:
+        """Triton's version, known before the server runs (None where it cannot be known)."""
+        return None
+
+    def client_shm_args(self) -> list[str]:
+        """--allow-client-shm=true where this Triton needs it for client shared memory (2.69 on)."""
+        from ..ngc import needs_allow_client_shm
+
+        version = self.triton_version_before_start()
+        if self.allow_client_shm and version and needs_allow_client_shm(version):
+            return ["--allow-client-shm=true"]
+        return []
 
     def restriction_args(self) -> list[str]:
         """Triton's own switches that put the APIs that change the server behind the admin key."""

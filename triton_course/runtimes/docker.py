@@ -2,10 +2,13 @@
 
 The command line it stands for:
 
-    docker pull nvcr.io/nvidia/tritonserver:24.10-py3
+    docker pull nvcr.io/nvidia/tritonserver:26.11-py3
     docker run --rm --gpus=all --shm-size=1g -p 127.0.0.1:8000:8000 -p 127.0.0.1:8001:8001 \\
-        -p 127.0.0.1:8002:8002 -v $PWD/models:/models:ro nvcr.io/nvidia/tritonserver:24.10-py3 \\
-        tritonserver --model-repository=/models
+        -p 127.0.0.1:8002:8002 -v $PWD/models:/models:ro nvcr.io/nvidia/tritonserver:26.11-py3 \\
+        tritonserver --model-repository=/models --allow-client-shm=true
+
+The tag is chosen from triton_course/ngc.py's table (`default_image`): the newest release this host's
+driver runs that no published security advisory affects.
 
 A container can start containers only when the host hands it its Docker socket
 (-v /var/run/docker.sock:/var/run/docker.sock) or runs it --privileged; rented GPU pods allow
@@ -22,12 +25,14 @@ import sys
 import threading
 from pathlib import Path
 
+from .. import ngc
 from ..errors import CourseError, PortInUseError
 from .base import TritonServer, port_holder
 
-# The NGC release whose Triton (2.51.0) is the one inside nvidia-pytriton 0.7.0, so every
-# runtime of the course serves with the same server version. Override with $TRITON_IMAGE.
-DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+# The current NGC release, free of the advisories that affect 24.10 (the release of the embedded
+# 2.51.0 server). On a host whose driver is too old for it, `default_image` picks another; CI and
+# offline machines set $TRITON_IMAGE to a locally built image instead.
+DEFAULT_IMAGE = ngc.CURRENT.image
 IMAGE_VARIABLE = "TRITON_IMAGE"
 CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 MOUNT_POINT = "/models"
@@ -40,9 +45,16 @@ class DockerError(CourseError):
     source = "Docker"
 
 
+def default_image() -> tuple[str, str]:
+    """The NGC image for this host and why: the newest release its driver runs that no advisory affects
+    (without a GPU, the current release)."""
+    release, why = ngc.default_release(ngc.driver_version())
+    return release.image, why
+
+
 def image_reference() -> str:
-    """The image the course runs: $TRITON_IMAGE, else the pinned NGC release."""
-    return os.environ.get(IMAGE_VARIABLE) or DEFAULT_IMAGE
+    """The image the course runs: $TRITON_IMAGE, else `default_image()`."""
+    return os.environ.get(IMAGE_VARIABLE) or default_image()[0]
 
 
 def docker_client(timeout: int = 60):
@@ -219,6 +231,14 @@ class DockerServer(TritonServer):
             self._backends = sorted(self.run_in_image(["/opt/tritonserver/backends"], entrypoint=["ls"]).split())
         return self._backends
 
+    def triton_version_before_start(self) -> str | None:
+        """From the image's environment once it is here, else from the course's table of NGC tags."""
+        if self._image is not None:
+            version = self.image_version()["triton"]
+            return None if version == "?" else version
+        known = ngc.release(self.image)
+        return known.triton if known else None
+
     def image_version(self) -> dict[str, str]:
         """Triton's version and the NGC release, from the image's environment."""
         env = dict(e.split("=", 1) for e in self.ensure_image().attrs["Config"].get("Env", []) if "=" in e)
@@ -237,7 +257,7 @@ class DockerServer(TritonServer):
                 f"--model-control-mode={self.model_control_mode}", "--exit-on-error=false",
                 "--exit-timeout-secs=5"]
         args += [f"--load-model={name}" for name in self.load_models]
-        return args + self.restriction_args() + self.extra_args
+        return args + self.restriction_args() + self.client_shm_args() + self.extra_args
 
     def volumes(self) -> dict[str, dict[str, str]]:
         """Read-only bind mounts. When the course adapted the repository, the served copy goes to
@@ -265,8 +285,9 @@ class DockerServer(TritonServer):
 
     def docker_run_command(self) -> str:
         """The `docker run` line that does what this server does, for the learner to read."""
+        devices = ",".join(map(str, self.gpus or []))
         gpus = {"auto": "--gpus=all " if host_gpus() else "", "all": "--gpus=all ", "none": ""}.get(
-            self.gpus if isinstance(self.gpus, str) else "", f"--gpus='\"device={','.join(map(str, self.gpus or []))}\"' ")
+            self.gpus if isinstance(self.gpus, str) else "", f"--gpus='\"device={devices}\"' ")
         ports = " ".join(f"-p {self.metrics_host if k == 'metrics' else self.host}:{self.ports.get(k, v)}:{v}"
                          for k, v in CONTAINER_PORTS.items())
         mounts = " ".join(f"-v {src}:{m['bind']}:ro" for src, m in self.volumes().items())

@@ -40,6 +40,10 @@ class LocalServer(TritonServer):
     def binary(self) -> Path:
         return self._binary
 
+    def triton_version_before_start(self) -> str | None:
+        # NGC's image sets it (build.py: ENV TRITON_SERVER_VERSION), and a pod made from the image inherits it.
+        return os.environ.get("TRITON_SERVER_VERSION")
+
     def backend_dir(self) -> Path:
         return self._binary.parent.parent / "backends"
 

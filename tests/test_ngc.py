@@ -1,0 +1,136 @@
+"""The table of NGC Triton releases: the tag a driver can run, the advisories, the client-shm flag."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from triton_course import ngc
+from triton_course.runtimes.embedded import TRITON_VERSION
+
+
+def test_table_is_ordered_and_its_triton_versions_grow_with_the_tags():
+    tags = [ngc._key(r.tag) for r in ngc.RELEASES]
+    assert tags == sorted(tags) and len(set(tags)) == len(tags)
+    versions = [tuple(map(int, r.triton.split("."))) for r in ngc.RELEASES if r.triton]
+    assert versions == sorted(versions)
+    assert ngc.CURRENT.tag == "26.11" and ngc.CURRENT.triton == "2.75.0"
+    # the embedded server is the Triton of the table's first row (and of the CI image)
+    assert ngc.EMBEDDED_RELEASE.triton == TRITON_VERSION == "2.51.0"
+    assert ngc.release("nvcr.io/nvidia/tritonserver:24.10-py3") is ngc.EMBEDDED_RELEASE
+    assert ngc.release("26.11-py3").image == "nvcr.io/nvidia/tritonserver:26.11-py3"
+    assert ngc.release("23.01") is None
+
+
+def test_minimum_driver_never_below_the_cuda_family_floor():
+    by_tag = {r.tag: r for r in ngc.RELEASES}
+    assert by_tag["24.10"].min_driver == 560  # its release notes
+    assert by_tag["25.08"].min_driver == 580  # notes say 575, but CUDA 13.x needs 580
+    assert by_tag["26.11"].min_driver == 580
+    assert by_tag["26.05"].min_driver is None  # not checked: the table says where to look
+
+
+@pytest.mark.parametrize("driver, newest, free", [
+    ("580.95.05", "26.11", "26.11"),
+    (590, "26.11", "26.11"),
+    ("575.57.08", "24.10", None),  # CUDA 13 releases need 580; 24.10 runs but is affected
+    ("560.35.03", "24.10", None),
+    ("550.54.15", None, None),
+    (None, "26.11", "26.11"),  # no GPU: every release runs on the CPU
+])
+def test_newest_release_a_driver_can_run(driver, newest, free):
+    found = ngc.newest_runnable(driver)
+    assert (found.tag if found else None) == newest
+    found = ngc.newest_runnable(driver, free_of_advisories=True)
+    assert (found.tag if found else None) == free
+
+
+def test_default_release_explains_its_choice():
+    chosen, why = ngc.default_release("580.95.05")
+    assert chosen is ngc.CURRENT and "no advisory affects" in why
+    chosen, why = ngc.default_release(None)
+    assert chosen is ngc.CURRENT and "on the CPU" in why
+    chosen, why = ngc.default_release("570.124.06")
+    assert chosen.tag == "24.10" and "CVE-2025-23310" in why and "580 or later" in why
+
+
+@pytest.mark.parametrize("tag, affected", [
+    ("24.10", ngc.ADVISORIES_BEFORE_2507 + (ngc.ADVISORY_FIXED_IN_2508,)),
+    ("25.06-py3", ngc.ADVISORIES_BEFORE_2507 + (ngc.ADVISORY_FIXED_IN_2508,)),
+    ("25.07", ("CVE-2025-23316",)),
+    ("25.08", ()),
+    ("26.11-py3", ()),
+])
+def test_advisories_by_release(tag, affected):
+    assert ngc.advisories(tag) == affected
+    assert ngc.is_affected(tag) == bool(affected)
+
+
+@pytest.mark.parametrize("version, needed", [("2.51.0", False), ("2.68.0", False), ("2.69.0", True),
+                                             ("2.75.0", True), ("3.0.0", True)])
+def test_client_shared_memory_flag_from_2_69(version, needed):
+    assert ngc.needs_allow_client_shm(version) is needed
+
+
+def test_rendered_table_says_where_to_look_for_what_was_not_checked():
+    rows = ngc.table_rows()
+    assert [r["tag"] for r in rows][0] == "24.10-py3"
+    first = rows[0]
+    assert first["CUDA"] == "12.6.2" and first["min driver"] == "560" and "= the embedded server" in first["notes"]
+    assert "23310" in first["notes"]
+    assert next(r for r in rows if r["tag"] == "26.05-py3")["CUDA"] == "see NVIDIA's release notes"
+    assert "--allow-client-shm=true" in next(r for r in rows if r["tag"] == "26.11-py3")["notes"]
+    markdown = ngc.table_markdown().splitlines()
+    assert markdown[0].startswith("| tag | Triton | CUDA | min driver | notes |")
+    assert len(markdown) == len(rows) + 2
+
+
+def _fake_smi(folder, output: str):
+    smi = folder / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\nprintf '{output}'\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    return folder
+
+
+def test_driver_version_from_nvidia_smi(tmp_path, monkeypatch):
+    # This machine has no GPU: a stand-in nvidia-smi prints what the real one prints for this query.
+    monkeypatch.setenv("PATH", str(_fake_smi(tmp_path, "580.95.05\\n580.95.05\\n")) + os.pathsep + os.environ["PATH"])
+    assert ngc.driver_version() == "580.95.05"
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert ngc.driver_version() is None
+
+
+def test_doctor_gpu_line_names_the_newest_tag_or_says_there_is_no_gpu(tmp_path, monkeypatch):
+    from triton_course.doctor import SCREEN_COLUMNS, check_gpu
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\ncase "$1" in\n  -L) echo "GPU 0: NVIDIA H200 (UUID: GPU-0)";;\n'
+                   '  *) echo "580.95.05";;\nesac\n')
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    check = check_gpu()
+    assert check.ok and check.detail == "driver 580.95.05, newest NGC tag 26.11-py3: GPU 0: NVIDIA H200"
+    assert len(check.line()) <= SCREEN_COLUMNS
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    check = check_gpu()
+    assert not check.ok and check.detail.startswith("no GPU")
+
+
+def test_local_runtime_allows_client_shm_on_an_image_from_2_69(reference_repo, monkeypatch):
+    from triton_course.runtimes import LocalServer
+
+    monkeypatch.setenv("TRITONSERVER", "/bin/true")  # only its command line is built here, nothing runs
+    for version, flagged in (("2.75.0", True), ("2.51.0", False), (None, False)):
+        if version:
+            monkeypatch.setenv("TRITON_SERVER_VERSION", version)  # what NGC's image sets
+        else:
+            monkeypatch.delenv("TRITON_SERVER_VERSION", raising=False)
+        srv = LocalServer(reference_repo)
+        srv.ports = {"http": 1, "grpc": 2, "metrics": 3}
+        assert ("--allow-client-shm=true" in srv.command()) is flagged, version
+    monkeypatch.setenv("TRITON_SERVER_VERSION", "2.75.0")
+    srv = LocalServer(reference_repo, allow_client_shm=False)
+    srv.ports = {"http": 1, "grpc": 2, "metrics": 3}
+    assert "--allow-client-shm=true" not in srv.command()
