@@ -13,7 +13,11 @@
    perf_analyzer with system shared memory at high concurrency against dynamic batching in FP32 and
    FP16, compared with the ceiling at the batch size Triton formed and the same precision, with
    where the server's time went (perf_analyzer's queue / compute input / infer / output).
-4. perf_analyzer (Perf Analyzer 2.51.0, installed by `make setup` on every machine the course supports)
+4. Fewer bytes per request: the same dynamic-batching config serving the uint8 pixels variant of the model
+   (the image as decoded, normalised inside the network) beside the FP32 one, measured with perf_analyzer
+   over gRPC with the tensor on the wire (and, on CUDA, in system shared memory): bytes per request and
+   throughput side by side.
+5. perf_analyzer (Perf Analyzer 2.51.0, installed by `make setup` on every machine the course supports)
    and the course's load generator at the same load points (dynamic_batching, each protocol and
    concurrency), alternating `--repeats` times; the ratio load generator / perf_analyzer at each point.
 
@@ -32,11 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from triton_course import artifact, inprocess, loadgen, perf_analyzer, start_server
-from triton_course.photos import photo, preprocess
+from triton_course.inference import request_bytes
+from triton_course.photos import photo, pixels, preprocess
 from triton_course.repository import add_model, add_torch_model
 
 MODELS = ("no_batching", "dynamic_batching")
 FP16_MODEL = "dynamic_batching_fp16"  # on CUDA: dynamic_batching, asking TensorRT's precision_mode FP16
+PIXELS_MODEL = "dynamic_batching_uint8"  # dynamic_batching's config on the uint8 pixels variant
 CEILING_BATCH_SIZES = (1, 8, 32, 64, 128)
 
 
@@ -47,7 +53,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--protocols", nargs="+", choices=["http", "grpc"], default=["http", "grpc"])
     parser.add_argument("--queue-delay-us", type=int, default=2000)
     parser.add_argument("--max-batch-size", type=int, default=None, help="default: 8 on CPU, 64 on CUDA")
-    parser.add_argument("--instances", type=int, default=None, help="instance_group count (default: 1 on CPU, 4 on CUDA)")
+    parser.add_argument("--instances", type=int, default=None,
+                        help="instance_group count (default: 1 on CPU, 4 on CUDA)")
     parser.add_argument("--ceiling-concurrency", type=int, nargs="+", default=[64, 128, 256],
                         help="on CUDA: perf_analyzer's concurrencies for the served-vs-ceiling comparison")
     parser.add_argument("--window", type=float, default=1.5, help="seconds per measurement window")
@@ -98,6 +105,16 @@ def build_repository(repo: Path, args) -> None:
             add_torch_model(repo, config, args.torchscript, labels=artifact.labels())
         else:
             add_model(repo, config, artifact.ensure_onnx(), labels=artifact.labels())
+        if name == "dynamic_batching":
+            pixels_config = type(config)()
+            pixels_config.CopyFrom(config)  # the same scheduling and instances, another name and input
+            pixels_config.name = PIXELS_MODEL
+            del pixels_config.input[:]
+            pixels_config.input.extend(artifact.reference_config(pixels=True).input)
+            if args.device == "cuda":
+                add_torch_model(repo, pixels_config, artifact.ensure_torchscript(pixels=True), labels=artifact.labels())
+            else:
+                add_model(repo, pixels_config, artifact.ensure_onnx(pixels=True), labels=artifact.labels())
 
 
 def limits(args) -> list[inprocess.Limit]:
@@ -119,7 +136,8 @@ def ceiling_table(limit_list: list[inprocess.Limit]) -> str:
         row = {"batch": size}
         for precision, method in columns:
             found = [i for i in limit_list if (i.batch_size, i.precision, i.method) == (size, precision, method)]
-            name = f"{precision} {'eager' if method == 'eager' else 'GPU only' if method == inprocess.GRAPH_ON_GPU else 'from host'}"
+            how = "eager" if method == "eager" else "GPU only" if method == inprocess.GRAPH_ON_GPU else "from host"
+            name = f"{precision} {how}"
             row[name] = round(found[0].throughput, 1) if found else float("nan")
         rows.append(row)
     return loadgen.table(rows)
@@ -140,7 +158,7 @@ def served_vs_ceiling(urls: dict, args, limit_list: list[inprocess.Limit], gpu: 
                                       measurement_ms=3000, label=model)
             formed = loadgen.server_delta(before, loadgen.server_stats(urls["http"], model))["avg_batch"]
 
-            def at_formed(method):
+            def at_formed(method, precision=precision, formed=formed):
                 graphed = [i for i in limit_list if i.method == method and i.precision == precision]
                 return min((i for i in graphed if i.batch_size >= formed), key=lambda i: i.batch_size,
                            default=max(graphed, key=lambda i: i.batch_size))
@@ -169,6 +187,32 @@ def served_vs_ceiling(urls: dict, args, limit_list: list[inprocess.Limit], gpu: 
     return rows
 
 
+def pixels_vs_floats(urls: dict, args) -> list[dict]:
+    """The FP32-input model and its uint8 pixels variant, same config, same perf_analyzer settings."""
+    sizes = {"FP32": request_bytes(preprocess(photo("coffee"))[None]),
+             "UINT8": request_bytes(pixels(photo("coffee"))[None], input_name=artifact.PIXELS_INPUT_NAME)}
+    c = args.ceiling_concurrency[0] if args.device == "cuda" else max(args.concurrency)
+    rows = []
+    for shm in (False, True) if args.device == "cuda" else (False,):
+        for model, dtype, shape in (("dynamic_batching", "FP32", "input:3,224,224"),
+                                    (PIXELS_MODEL, "UINT8", f"{artifact.PIXELS_INPUT_NAME}:224,224,3")):
+            m = perf_analyzer.measure(urls["grpc"], model=model, protocol="grpc", concurrency=c, shared_memory=shm,
+                                      shape=shape, measurement_ms=int(args.window * 2000), max_trials=30, label=model)
+            rows.append({"model": model, "input": dtype, "bytes per request (HTTP body)": sizes[dtype],
+                         "tensor in": "system shared memory" if shm else "the request", "load": m.load,
+                         "infer/s": round(m.throughput, 1), "p99 ms": round(m.p99_ms, 1),
+                         **{f"{k} ms": round(v, 3) for k, v in perf_analyzer.latency_parts(m.report_csv).items()}})
+    print(f"\nFewer bytes per request: FP32 input vs uint8 pixels (perf_analyzer, gRPC, c={c}):")
+    print(loadgen.table(rows))
+    for shm in ("the request", "system shared memory"):
+        pair = [r for r in rows if r["tensor in"] == shm]
+        if len(pair) == 2:
+            fewer = pair[0]["bytes per request (HTTP body)"] / pair[1]["bytes per request (HTTP body)"]
+            print(f"  tensor in {shm}: {fewer:.2f}x "
+                  f"fewer bytes, throughput x{pair[1]['infer/s'] / pair[0]['infer/s']:.2f} with uint8 pixels")
+    return rows
+
+
 def main() -> None:
     args = parse_args()
     if args.perf_analyzer == "on" and perf_analyzer.find_binary() is None:
@@ -184,7 +228,8 @@ def main() -> None:
             args.torchscript = artifact.export_torchscript(tmp / "model.pt")
         limit_list = limits(args)
         # The served FP32 models are held against FP32 as the runner runs it (CUDA graphs on the GPU).
-        limit = inprocess.best([i for i in limit_list if i.precision == "FP32" and i.method == inprocess.GRAPH_FROM_HOST]
+        limit = inprocess.best([i for i in limit_list
+                                if i.precision == "FP32" and i.method == inprocess.GRAPH_FROM_HOST]
                                or limit_list)
         print("\nIn-process limit (no server):")
         for item in limit_list:
@@ -220,6 +265,7 @@ def main() -> None:
                                              label=f"batch {item.batch_size}", window_s=args.window)
                     same_batch.append((item, served))
             if args.perf_analyzer == "on":
+                report["pixels_vs_floats"] = pixels_vs_floats(urls, args)
                 # The two tools alternate at each point, `--repeats` times, so that drift on a shared
                 # machine hits both alike; their medians are compared.
                 print("\nLoad generator / perf_analyzer (dynamic_batching, same server, alternating):")
@@ -232,7 +278,8 @@ def main() -> None:
                         agreements.append({"config": f"dynamic_batching {protocol}", **row})
                         print(f"  {protocol} {row['load']:>5}: throughput ratio {row['throughput ratio']:.3f} "
                               f"({row['loadgen infer/s']} / {row['perf_analyzer infer/s']} infer/s), p50 ratio "
-                              f"{row['p50 ratio']:.3f}, server compute ratio {row['server compute ratio']:.3f}", flush=True)
+                              f"{row['p50 ratio']:.3f}, server compute ratio {row['server compute ratio']:.3f}",
+                              flush=True)
                         report.setdefault("perf_analyzer_example", {
                             "command": " ".join(perf_analyzer.command(
                                 "dynamic_batching", urls[protocol], protocol=protocol, concurrency=c,

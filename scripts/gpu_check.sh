@@ -26,7 +26,8 @@ trap 'kill "${samplers[@]}" 2>/dev/null || true' EXIT
 "$PY" -m triton_course prepare
 start=$(date +%s)
 set +e
-"$PY" -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+# GPU_CHECK_TIMEOUT (seconds): interrupt pytest in time to write its report where a command's time is capped
+timeout -s INT -k 30 "${GPU_CHECK_TIMEOUT:-0}" "$PY" -m pytest -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
     --junitxml="$out/junit.xml" -q -rs "${targets[@]}" 2>&1 | tee "$out/pytest.txt"
 code=${PIPESTATUS[0]}
 set -e

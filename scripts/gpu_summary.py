@@ -27,6 +27,8 @@ def _cases(junit: Path):
             outcome = "skipped"
         # classname is "notebooks.00_setup.ipynb" for nbval's cells, "tests.test_x" for tests
         classname = case.get("classname", "")
+        if not classname:  # what an interrupted session adds (its KeyboardInterrupt): no file to count it under
+            continue
         if classname.endswith(".ipynb"):
             folder, _, notebook = classname.removesuffix(".ipynb").rpartition(".")
             source = f"{folder.replace('.', '/')}/{notebook}.ipynb"

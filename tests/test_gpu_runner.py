@@ -113,3 +113,37 @@ def _infer(client, model: str, batch: np.ndarray) -> np.ndarray:
     request = httpclient.InferInput(artifact.INPUT_NAME, list(batch.shape), "FP32")
     request.set_data_from_numpy(batch)
     return client.infer(model, [request]).as_numpy(artifact.OUTPUT_NAME)
+
+
+@pytest.mark.skipif(not _gpu(), reason="needs a GPU that PyTorch can use")
+def test_the_gpu_runner_serves_the_uint8_pixels_model_at_each_precision(tmp_path, reference_repo):
+    """uint8 pixels in, normalised by the network on the GPU: the same answers as FP32 input on the CPU."""
+    import onnxruntime as ort
+    import tritonclient.http as httpclient
+
+    from triton_course.photos import pixels
+
+    session = ort.InferenceSession(str(artifact.onnx_path(reference_repo)), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {artifact.INPUT_NAME: np.stack([preprocess(photo(name)) for name in PHOTOS])})[0]
+    raw = np.stack([pixels(photo(name)) for name in PHOTOS])
+    repo = tmp_path / "repo"
+    for precision in TOLERANCE:
+        config = artifact.reference_config(max_batch_size=8, pixels=True)
+        config.name = f"pixels_{precision.lower()}"
+        config.dynamic_batching.SetInParent()
+        config.instance_group.add(kind=ModelInstanceGroup.KIND_GPU, count=1)
+        if precision == "FP16":
+            accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+            accelerator.parameters["precision_mode"] = "FP16"
+        repository.add_model(repo, config, artifact.ensure_onnx(pixels=True), labels=artifact.labels())
+    artifact.ensure_torchscript(pixels=True)
+    with start_server(repo) as server:
+        assert all("served on the GPU" in note for note in server.notes), server.notes
+        client = httpclient.InferenceServerClient(server.http_address)
+        for precision, tolerance in TOLERANCE.items():
+            request = httpclient.InferInput(artifact.PIXELS_INPUT_NAME, list(raw.shape), "UINT8")
+            request.set_data_from_numpy(raw)
+            got = client.infer(f"pixels_{precision.lower()}", [request]).as_numpy(artifact.OUTPUT_NAME)
+            print(f"pixels {precision}: largest difference from onnxruntime {np.abs(got - expected).max():.4f}")
+            assert np.abs(got - expected).max() < tolerance, precision
+            assert [np.argmax(g) for g in got] == [np.argmax(w) for w in expected], precision

@@ -104,3 +104,16 @@ def json_request(inputs: np.ndarray, input_name: str = INPUT_NAME, output_name: 
                     "data": inputs.astype(np.float32).ravel().tolist()}],
         "outputs": [output],
     }
+
+
+def request_bytes(inputs: np.ndarray, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> int:
+    """Bytes of the HTTP body tritonclient sends for `inputs` (its binary tensor extension: a JSON header,
+    then the tensor's raw bytes); a gRPC request carries the same raw bytes."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensor = httpclient.InferInput(input_name, list(inputs.shape), np_to_triton_dtype(inputs.dtype))
+    tensor.set_data_from_numpy(inputs, binary_data=True)
+    body, _ = httpclient.InferenceServerClient.generate_request_body(
+        [tensor], outputs=[httpclient.InferRequestedOutput(output_name, binary_data=True)])
+    return len(body)

@@ -15,7 +15,6 @@ import numpy as np
 
 from .artifact import IMAGE_SIZE, INPUT_NAME
 
-
 GRAPH_FROM_HOST = "CUDA graph"  # input copied in from pinned host memory and the output back, as a server must
 GRAPH_ON_GPU = "CUDA graph, GPU only"  # the input already on the GPU: the network's own speed
 
@@ -106,9 +105,9 @@ def graph_limits(torchscript: str | Path, device: str = "cuda", batch_sizes=(1, 
                                    [((3, IMAGE_SIZE, IMAGE_SIZE), np.float32)], [np.float32], batch_sizes)
             for b in batch_sizes:
                 x = np.random.default_rng(0).random((b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
-                rate, ms = _timed(lambda b=b: graphed.replay(b), b, seconds, warmup=3)
+                rate, ms = _timed(lambda b=b, replay=graphed.replay: replay(b), b, seconds, warmup=3)
                 limits.append(Limit("pytorch", device, b, rate, ms, precision, GRAPH_ON_GPU))
-                rate, ms = _timed(lambda x=x: graphed.run([[x]]), b, seconds, warmup=3)
+                rate, ms = _timed(lambda x=x, run=graphed.run: run([[x]]), b, seconds, warmup=3)
                 limits.append(Limit("pytorch", device, b, rate, ms, precision, GRAPH_FROM_HOST))
             del graphed
             torch.cuda.empty_cache()
@@ -139,3 +138,23 @@ def at_batch_size(limits: list[Limit], batch_size: int, precision: str | None = 
 
 def best(limits: list[Limit]) -> Limit:
     return max(limits, key=lambda limit: limit.throughput)
+
+
+def at_formed_batch(limits: list[Limit], formed: float, precision: str = "FP32") -> Limit:
+    """The ceiling for batches of `formed` requests on average (as Triton's statistics report them): the
+    limit at the smallest measured batch size that holds them (the largest measured if none does), at
+    `precision`; on a GPU the network's own speed (GRAPH_ON_GPU)."""
+    method = "eager" if all(i.device == "CPU" for i in limits) else GRAPH_ON_GPU
+    candidates = [i for i in limits if i.precision == precision and i.method == method]
+    if not candidates:
+        raise KeyError(f"no in-process figure at {precision}")
+    return min((i for i in candidates if i.batch_size >= formed - 1e-9), key=lambda i: i.batch_size,
+               default=max(candidates, key=lambda i: i.batch_size))
+
+
+def served_vs_ceiling(label: str, served: float, formed: float, limits: list[Limit], precision: str = "FP32") -> str:
+    """One line: a served throughput as a share of the ceiling at the batch size Triton formed, same precision."""
+    limit = at_formed_batch(limits, formed, precision)
+    where = "onnxruntime on the CPU" if limit.device == "CPU" else f"{precision} CUDA graph on the GPU"
+    return (f"{label}: served {served:.0f} infer/s in batches of {formed:.1f} = {served / limit.throughput:.2f} of "
+            f"the ceiling at batch {limit.batch_size} ({where}: {limit.throughput:.0f} infer/s)")

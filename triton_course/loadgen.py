@@ -165,7 +165,8 @@ def server_stats(url: str, model: str = MODEL_NAME, protocol: str = "http") -> d
 
 
 def server_delta(before: dict, after: dict) -> dict:
-    """What the server did between two `server_stats` readings: requests, executions, average batch, per-request times."""
+    """What the server did between two `server_stats` readings: requests, executions, average batch,
+    per-request times."""
     requests = after["success"] - before["success"]
     executions = after["execution_count"] - before["execution_count"]
     inferences = after["inference_count"] - before["inference_count"]
@@ -333,8 +334,13 @@ def _result(label, records, seconds, server, *, concurrency=None, rate=None, sta
                   first_error=errors[0] if errors else "", batch_size=batch_size)
 
 
-def sweep(url: str, inputs: np.ndarray, concurrencies=(1, 2, 4), **kwargs) -> list[Result]:
-    """`measure` at each concurrency."""
+def sweep(url: str, inputs: np.ndarray, concurrencies=(1, 2, 4), progress: str | None = None,
+          **kwargs) -> list[Result]:
+    """`measure` at each concurrency; with `progress` (a label), a progress bar (tqdm) counts the points."""
+    if progress:
+        from tqdm.auto import tqdm
+
+        concurrencies = tqdm(concurrencies, desc=progress, unit="point")
     return [measure(url, inputs, concurrency=c, **kwargs) for c in concurrencies]
 
 

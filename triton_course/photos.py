@@ -76,9 +76,9 @@ def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
         raise ValueError(f"{name} is not an image Pillow can decode ({exc}).") from None
 
 
-def preprocess(image: Image.Image | str | Path | bytes) -> np.ndarray:
-    """EfficientNet-Lite0's preprocessing: short side to 256 (bicubic), centre crop 224,
-    (pixel - 127) / 128, channels first. Returns float32 [3, 224, 224]."""
+def pixels(image: Image.Image | str | Path | bytes) -> np.ndarray:
+    """The image as EfficientNet-Lite0 sees it, before normalisation: short side to 256 (bicubic),
+    centre crop 224. Returns uint8 [224, 224, 3] (what the uint8 model variant takes)."""
     image = open_image(image)
     width, height = image.size
     scale = 256 / min(width, height)
@@ -86,8 +86,13 @@ def preprocess(image: Image.Image | str | Path | bytes) -> np.ndarray:
                          Image.BICUBIC)
     width, height = image.size
     left, top = (width - IMAGE_SIZE) // 2, (height - IMAGE_SIZE) // 2
-    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
-    array = (np.asarray(image, dtype=np.float32) - 127.0) / 128.0
+    return np.array(image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)), dtype=np.uint8)
+
+
+def preprocess(image: Image.Image | str | Path | bytes) -> np.ndarray:
+    """EfficientNet-Lite0's preprocessing: `pixels`, then (pixel - 127) / 128, channels first.
+    Returns float32 [3, 224, 224]."""
+    array = (pixels(image).astype(np.float32) - 127.0) / 128.0
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 

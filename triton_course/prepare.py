@@ -17,6 +17,9 @@ def prepare(repository: str | Path | None = None, force: bool = False) -> Path:
     model_dir = repository / MODEL_NAME
     ensure_onnx(repository, force=force)
     ensure_torchscript(repository, force=force)
+    if repository == models_dir():  # the uint8 variant (lessons 07 and 09), built into the course's cache
+        ensure_onnx(force=force, pixels=True)
+        ensure_torchscript(force=force, pixels=True)
     write_file(model_dir / "labels.txt", "\n".join(labels()) + "\n")
     write_config(model_dir, reference_config())
     return repository

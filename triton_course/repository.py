@@ -26,8 +26,16 @@ from pathlib import Path
 
 from .artifact import onnx_path, torchscript_path
 from .errors import ConfigError
-from .model_config import (ModelConfig, ModelInstanceGroup, config_from_onnx, python_runner_config, read_config,
-                           serves_onnx, to_text, torch_runner_config)
+from .model_config import (
+    ModelConfig,
+    ModelInstanceGroup,
+    config_from_onnx,
+    python_runner_config,
+    read_config,
+    serves_onnx,
+    to_text,
+    torch_runner_config,
+)
 
 RUNNER_SOURCE = "onnx_model.py"
 TORCH_RUNNER_SOURCE = "torch_model.py"
@@ -175,7 +183,8 @@ def served_copy(repository: str | Path, backends: list[str], dest: str | Path) -
                          f"weights) is served on the GPU ({gpu}) by the course's PyTorch runner{_gpu_how(config)}")
         elif gpu:
             notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.pt (the same network, exported "
-                         f"to TorchScript) is served on the GPU ({gpu}) by the course's PyTorch runner{_gpu_how(config)}")
+                         f"to TorchScript) is served on the GPU ({gpu}) by the course's PyTorch runner"
+                         f"{_gpu_how(config)}")
         else:
             notes.append(f"{model_dir.name}: no onnxruntime backend here, so model.onnx is served by "
                          "the course's python-backend runner (same tensors, same checks)")
@@ -240,13 +249,17 @@ def _gpu_for(model_dir: Path, config: ModelConfig) -> tuple[str | None, dict[str
 
 
 def _reference_torchscript(onnx_file: Path) -> Path | None:
-    """The course's model.pt when `onnx_file` is the course's reference model.onnx (same bytes)."""
-    reference, torchscript = onnx_path(), torchscript_path()
-    if not (torchscript.exists() and reference.exists() and onnx_file.exists() and readable_by_server(onnx_file)):
+    """The course's model.pt when `onnx_file` is one of the course's model.onnx files (the reference,
+    or its uint8 pixels variant: same bytes)."""
+    if not (onnx_file.exists() and readable_by_server(onnx_file)):
         return None
-    if onnx_file.stat().st_size != reference.stat().st_size:
-        return None
-    return torchscript if _digest(onnx_file) == _digest(reference) else None
+    for pixels in (False, True):
+        reference, torchscript = onnx_path(pixels=pixels), torchscript_path(pixels=pixels)
+        if not (torchscript.exists() and reference.exists()) or onnx_file.stat().st_size != reference.stat().st_size:
+            continue
+        if _digest(onnx_file) == _digest(reference):
+            return torchscript
+    return None
 
 
 def _digest(path: Path) -> str:
