@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 # JupyterLab refuses to run as root unless told; pods and containers often are root.
 ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test unit notebooks clean
+.PHONY: lint setup lab test unit notebooks clean
 
 setup: $(VENV)/.installed models/efficientnet_lite0/1/model.onnx models/efficientnet_lite0/1/model.pt $(BIN)/perf_analyzer
 
@@ -24,8 +24,11 @@ models/efficientnet_lite0/1/model.onnx models/efficientnet_lite0/1/model.pt $(BI
 lab: setup
 	$(BIN)/jupyter lab --ip $(HOST) --port $(PORT) --notebook-dir . $(ROOT_FLAG) notebooks/00_setup.ipynb
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest tests $(NBVAL) notebooks labs/solutions
+
+lint: setup
+	$(BIN)/ruff check triton_course tests scripts
 
 unit: setup
 	$(BIN)/python -m pytest tests

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 
 from triton_course import ConfigError, artifact, models_dir
-from triton_course.model_config import (ModelInstanceGroup, build_config, config_from_onnx, diff, parse_config,
-                                        python_runner_config, read_config, tensor, to_text)
+from triton_course.model_config import (
+    ModelInstanceGroup,
+    build_config,
+    config_from_onnx,
+    diff,
+    parse_config,
+    python_runner_config,
+    read_config,
+    tensor,
+    to_text,
+)
 from triton_course.paths import MODEL_NAME
 from triton_course.repository import add_model, add_version, readable_by_server, served_copy, write_config, write_file
 
@@ -61,7 +70,8 @@ def test_python_runner_config_changes_only_how_it_is_served():
     assert runner.backend == "python" and runner.platform == ""
     assert runner.parameters["onnx_model_filename"].string_value == "model.onnx"
     assert runner.input == reference.input and runner.output == reference.output
-    changed = [line for line in diff(reference, runner).splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    changed = [line for line in diff(reference, runner).splitlines()
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
     assert sorted(changed) == sorted([
         '-platform: "onnxruntime_onnx"', '+backend: "python"', '+parameters {',
         '+  key: "onnx_model_filename"', '+  value {', '+    string_value: "model.onnx"', '+  }', '+}'])

@@ -86,7 +86,8 @@ def test_deployable_config_mistakes_are_named():
     text = str(lab07b.check_deployable(unchanged, chosen, base))
     assert "max_batch_size is 8; Model Analyzer's choice has 2." in text
     assert "dynamic_batching differs from Model Analyzer's choice" in text
-    assert "instance_group is [] (none: Triton's default); Model Analyzer's choice has [count: 1 kind: KIND_CPU]" in text
+    assert ("instance_group is [] (none: Triton's default); "
+            "Model Analyzer's choice has [count: 1 kind: KIND_CPU]") in text
     assert "does not parse as a Triton ModelConfig" in str(lab07b.check_deployable("max_batch_size 2", chosen, base))
 
 

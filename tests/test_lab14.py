@@ -67,7 +67,8 @@ def test_a_slow_health_check_is_caught(servers):
 def test_lines_haproxy_rejects_are_quoted(servers):
     verdict = lab14.check_balancer(GOOD.replace("empty-response", "timeouts"), *servers)
     assert not verdict.ok and "HAProxy rejected the config" in verdict.problems[0]
-    assert "unknown keyword 'timeouts'" in verdict.problems[0] and "reads `retry-on conn-failure timeouts`" in verdict.hint
+    assert "unknown keyword 'timeouts'" in verdict.problems[0]
+    assert "reads `retry-on conn-failure timeouts`" in verdict.hint
 
 
 def test_empty_lines_are_refused_before_anything_starts():

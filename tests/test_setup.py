@@ -62,7 +62,8 @@ def test_setup_uses_the_machines_cuda_pytorch(tmp_path):
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert (venv / doctor.MACHINE_PACKAGES_FILE).read_text().split() == ["torch"]
     python = str(venv / "bin" / "python")
-    found = subprocess.run([python, "-c", "import torch, numpy; print(torch.__version__, torch.__file__, numpy.__version__)"],
+    found = subprocess.run([python, "-c",
+                            "import torch, numpy; print(torch.__version__, torch.__file__, numpy.__version__)"],
                            capture_output=True, text=True, env=env, check=True).stdout.split()
     assert found[0] == "2.4.1+cu124" and found[1].startswith(str(tmp_path / "machine")) and found[2] == "1.26.4"
     assert not list(venv.glob("lib/python*/site-packages/torch"))  # no second PyTorch was downloaded

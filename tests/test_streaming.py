@@ -132,7 +132,8 @@ def test_cancelling_a_stream_stops_the_model_and_the_server_serves_on(server):
     line = ""
     deadline = time.monotonic() + 10
     while not line and time.monotonic() < deadline:
-        line = next((l for l in server.log_text()[before:].splitlines() if "stream cancelled by the client" in l), "")
+        line = next((text for text in server.log_text()[before:].splitlines()
+                     if "stream cancelled by the client" in text), "")
         time.sleep(0.1)
     assert line, "the model never saw is_cancelled()"
     assert int(line.rsplit("after ", 1)[1].split()[0]) < 2000

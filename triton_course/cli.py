@@ -20,11 +20,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_prepare(args) -> int:
+    from . import perf_analyzer, streaming
     from .prepare import prepare
-
-    from . import perf_analyzer
-
-    from . import streaming
 
     repository = prepare(force=args.force)
     print(f"Reference repository ready: {repository}")
@@ -32,7 +29,8 @@ def cmd_prepare(args) -> int:
         weights, _ = streaming.charrnn_files()
         print(f"Lesson 15's language model ready: {weights}")
     except streaming.DownloadError as exc:
-        print(f"Lesson 15's language model was not fetched (the lesson fetches it on first use).\n{exc}", file=sys.stderr)
+        print(f"Lesson 15's language model was not fetched (the lesson fetches it on first use).\n{exc}",
+              file=sys.stderr)
     try:
         perf_analyzer.install(force=args.force)
     except perf_analyzer.PerfAnalyzerError as exc:  # the lessons still run; 07 and 07b need it

@@ -131,7 +131,8 @@ class Profile:
 
     def summary_choice(self) -> str | None:
         """The configuration the summary report names as the best (under its constraints), if it names one."""
-        match = re.search(r"configurations?, <strong>([^<]+)</strong>", self.summary_report().read_text(errors="replace"))
+        report = self.summary_report().read_text(errors="replace")
+        match = re.search(r"configurations?, <strong>([^<]+)</strong>", report)
         return match.group(1) if match else None
 
     def plots(self) -> list[Path]:
@@ -290,7 +291,8 @@ def profile(repository: str | Path, workdir: str | Path, *, model: str = MODEL_N
     for folder in ("export", "checkpoints"):  # a fresh run: no checkpoint from an earlier one is reused
         shutil.rmtree(workdir / folder, ignore_errors=True)
     result = Profile(config_path=write_config(config, workdir / "model_analyzer.yaml"),
-                     export_path=Path(config["export_path"]), output_repository=Path(config["output_model_repository_path"]),
+                     export_path=Path(config["export_path"]),
+                     output_repository=Path(config["output_model_repository_path"]),
                      log_path=workdir / "model_analyzer.log")
     args = [sys.executable, "-I", "-c", _GUARD, str(os.getpid()), *command(), "profile", "-f", str(result.config_path)]
     started = time.monotonic()
@@ -361,7 +363,8 @@ def _failure(log_text: str, code: int, repository, model: str, log_path: Path) -
     errors = [line.split("] ", 1)[-1].strip() for line in log_text.splitlines() if "ERROR" in line]
     message = (load_failed or said or [""])[-1] or "\n".join(errors[-3:]) or _last_lines(log_text, 4)
     missing = not (Path(repository) / model / "config.pbtxt").exists()
-    if missing and (load_failed or re.search(r"(config\.pbtxt\" does not exist|Model path .* does not exist)", message)):
+    not_found = re.search(r"(config\.pbtxt\" does not exist|Model path .* does not exist)", message)
+    if missing and (load_failed or not_found):
         names = sorted(p.name for p in Path(repository).iterdir() if (p / "config.pbtxt").exists())
         stopped = " (stopped there: it would retry for minutes)" if code == GAVE_UP else ""
         return ModelAnalyzerError(f"Model Analyzer found no model '{model}' in the repository {repository}{stopped}.",

@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import ConfigError
 
+
 def optimize_graph(src: str | Path, dst: str | Path, level: str = "extended") -> Path:
     """Save the model as onnxruntime optimizes it at `level` (basic or extended): the work every
     session otherwise does at load time. 'all' adds layout changes for this CPU only, which

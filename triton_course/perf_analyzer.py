@@ -199,9 +199,10 @@ def diagnose() -> tuple[str, str, str] | None:
                     LIBRARY_FIX.get(library, f"install the package that provides {library}"))
         if "GLIBC_" in said:
             return (str(binary), f"was built for a newer glibc (the system's loader said: {last})",
-                    f"unset PERF_ANALYZER and run `triton-course prepare`: it installs Perf Analyzer {BUNDLED_VERSION}, "
-                    "which needs glibc >= 2.34 only")
-        return str(binary), f"does not run (it said: {last})", "unset PERF_ANALYZER, or run `triton-course prepare --force`"
+                    "unset PERF_ANALYZER and run `triton-course prepare`: it installs Perf Analyzer "
+                    f"{BUNDLED_VERSION}, which needs glibc >= 2.34 only")
+        return (str(binary), f"does not run (it said: {last})",
+                "unset PERF_ANALYZER, or run `triton-course prepare --force`")
     return ("perf_analyzer", "is not installed in this environment",
             f"run `triton-course prepare` (or `make setup`): it installs Perf Analyzer {BUNDLED_VERSION} from the "
             f"tritonclient {BUNDLED_VERSION} wheel")

@@ -233,7 +233,8 @@ def stream(grpc_address: str, model: str, values: dict[str, np.ndarray], *, time
             except queue.Empty:
                 raise InferenceError(f"'{model}' sent no response for {timeout:.0f} s and no final flag.",
                                      fix="A decoupled model must end every request with "
-                                         "TRITONSERVER_RESPONSE_COMPLETE_FINAL (response_sender.send(flags=...)).")
+                                         "TRITONSERVER_RESPONSE_COMPLETE_FINAL (response_sender.send(flags=...))."
+                                     ) from None
             if error is not None:
                 raise InferenceError(f"'{model}' answered the stream with an error.", triton_said=error.message())
             response = result.get_response()

@@ -8,10 +8,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import Verdict, failed, passed
 from ..artifact import reference_config
 from ..repository import write_config
 from ..runtimes import server as make_server
+from . import Verdict, failed, passed
 
 TIME_LIMIT_SECONDS = 10  # a health check that takes longer is no use to a load balancer
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import Verdict, failed, passed
 from .. import artifact, inference, photos
+from . import Verdict, failed, passed
 
 TOLERANCE = 1e-4  # float32 rounding; anything larger is a different picture
 

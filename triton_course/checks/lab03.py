@@ -7,11 +7,11 @@ import math
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from . import Verdict, failed, passed
-from ._serving import reload
 from .. import artifact, inference, photos, repository
 from ..errors import ConfigError, suggest_fix
 from ..model_config import parse_config
+from . import Verdict, failed, passed
+from ._serving import reload
 
 LAB_MODEL = "lab03_classifier"
 MAX_BATCH_SIZE = 4

@@ -7,9 +7,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from . import Verdict, failed, passed
 from .. import inference, photos
 from ..runtimes.docker import CONTAINER_PORTS, DEFAULT_IMAGE, MOUNT_POINT, DockerServer, image_reference
+from . import Verdict, failed, passed
 
 SHM_BYTES = 1 << 30
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}

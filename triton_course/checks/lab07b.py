@@ -171,6 +171,7 @@ def check_frontier(my_frontier, rows: list) -> Verdict:
         if r not in got:
             problems.append(f"{describe(r)} is missing: no measurement has both a lower p99 and more throughput.")
     if problems:
-        return failed(exercise, *problems[:3], hint="Sort by p99; walking up, keep a row only when its throughput beats "
-                      "every row kept before it.")
+        return failed(exercise, *problems[:3],
+                      hint="Sort by p99; walking up, keep a row only when its throughput beats every row kept "
+                           "before it.")
     return passed(exercise, "your frontier has the same points as the course's, on this lab's measurements.")

@@ -6,9 +6,8 @@ lives as long as the model (for state kept between the requests of a sequence).
 
 import json
 
-import triton_python_backend_utils as pb_utils
-
 import answer
+import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:

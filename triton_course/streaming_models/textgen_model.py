@@ -13,7 +13,6 @@ import threading
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-
 from charrnn import CharRNN
 
 DEFAULT_MAX_TOKENS = 60
@@ -46,7 +45,7 @@ class TritonPythonModel:
                 temperature = float(_optional(request, "temperature", 0.0))
                 if max_tokens < 1:
                     raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-            except Exception as exc:  # a bad request ends with its error, the model keeps serving
+            except Exception as exc:  # noqa: BLE001 - a bad request ends with its error, the model keeps serving
                 sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"textgen: {exc}")),
                             flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
                 continue
@@ -66,7 +65,7 @@ class TritonPythonModel:
                 out = pb_utils.Tensor("text_output", np.array([char.encode("utf-8")], dtype=np.object_))
                 sender.send(pb_utils.InferenceResponse(output_tensors=[out]))
                 sent += 1
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed mid-stream ends this request with its error
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"textgen: {exc}")))
         sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
