@@ -24,8 +24,9 @@ models/efficientnet_lite0/1/model.onnx models/efficientnet_lite0/1/model.pt $(BI
 lab: setup
 	$(BIN)/jupyter lab --ip $(HOST) --port $(PORT) --notebook-dir . $(ROOT_FLAG) notebooks/00_setup.ipynb
 
+# --durations: where the time goes, printed at the end (the suite is long on 2 cores)
 test: setup lint
-	$(BIN)/python -m pytest tests $(NBVAL) notebooks labs/solutions
+	$(BIN)/python -m pytest --durations=30 tests $(NBVAL) notebooks labs/solutions
 
 lint: setup
 	$(BIN)/ruff check triton_course tests scripts

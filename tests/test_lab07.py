@@ -30,7 +30,10 @@ def test_summary_right_and_nearest_rank_pass(results):
 
     def nearest_rank(latencies_ms, seconds):
         ordered = sorted(latencies_ms)
-        pick = lambda p: ordered[max(0, int(np.ceil(p / 100 * len(ordered))) - 1)]  # noqa: E731
+
+        def pick(p):
+            return ordered[max(0, int(np.ceil(p / 100 * len(ordered))) - 1)]
+
         return {"p50_ms": pick(50), "p99_ms": pick(99), "throughput": len(ordered) / seconds}
 
     assert lab07.check_summary(nearest_rank, results[-1]).ok
@@ -145,8 +148,10 @@ def test_perf_command_right_answer_runs_and_writes_its_report(served, tmp_path):
     (measured,) = perf_analyzer.parse_csv((tmp_path / "perf.csv").read_text())
     assert measured.concurrency == 2 and measured.throughput > 0 and measured.p99_ms >= measured.p50_ms > 0
     # the = form of long flags is the same command
-    equals = lambda m, g, c: ["perf_analyzer", "-m", m, "-u", g, "-i", "grpc", "--concurrency-range=2:2",  # noqa: E731
-                              "--shape=input:3,224,224", "--measurement-interval=1000", "-f", str(c)]
+    def equals(m, g, c):
+        return ["perf_analyzer", "-m", m, "-u", g, "-i", "grpc", "--concurrency-range=2:2",
+                "--shape=input:3,224,224", "--measurement-interval=1000", "-f", str(c)]
+
     assert check(equals, served, tmp_path).ok
 
 
@@ -181,8 +186,12 @@ def test_perf_command_runs_that_succeed_but_miss_the_exercise(served, tmp_path):
 
 
 def test_perf_command_wrong_types(served, tmp_path):
-    as_text = lambda m, g, c: " ".join(right_command(m, g, c))  # noqa: E731
+    def as_text(m, g, c):
+        return " ".join(right_command(m, g, c))
+
+    def no_program(m, g, c):
+        return right_command(m, g, c)[1:]
+
     assert "return a list of strings" in str(check(as_text, served, tmp_path))
-    no_program = lambda m, g, c: right_command(m, g, c)[1:]  # noqa: E731
     assert "starts with the program" in str(check(no_program, served, tmp_path))
     assert "raised KeyError" in str(check(lambda m, g, c: {}["x"], served, tmp_path))

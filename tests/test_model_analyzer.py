@@ -149,7 +149,10 @@ def test_guard_stops_what_model_analyzer_started_when_the_notebook_dies():
     guard = subprocess.Popen([sys.executable, "-I", "-c", model_analyzer._GUARD, str(owner.pid), "bash", "-c",
                               f"setsid {sys.executable} -c '{marker}' & {sys.executable} -c '{marker}'"],
                              start_new_session=True)
-    started = lambda: [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == [marker]]  # noqa: E731
+
+    def started():
+        return [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == [marker]]
+
     deadline = time.monotonic() + 10
     while len(started()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)

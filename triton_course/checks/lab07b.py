@@ -160,7 +160,10 @@ def check_frontier(my_frontier, rows: list) -> Verdict:
     except Exception as exc:  # noqa: BLE001 - the learner's code: report what it raised
         return failed(exercise, f"Your function raised {type(exc).__name__}: {exc}")
     expected = frontier(rows)
-    describe = lambda r: f"{r.config} at {r.concurrency} client(s) ({r.throughput:.1f} infer/s, p99 {r.p99_ms:.1f} ms)"  # noqa: E731
+
+    def describe(r):
+        return f"{r.config} at {r.concurrency} client(s) ({r.throughput:.1f} infer/s, p99 {r.p99_ms:.1f} ms)"
+
     problems = []
     for r in got:
         if r not in expected:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from .. import ModelLoadError, versions
 from ..artifact import INPUT_NAME, OUTPUT_NAME, ensure_onnx, labels, reference_config
@@ -37,7 +38,7 @@ def _answering_versions(server, name: str, candidates) -> dict[str, str]:
                 client.infer(name, [request], model_version=str(version),
                              outputs=[httpclient.InferRequestedOutput(OUTPUT_NAME)])
                 answers[str(version)] = "ok"
-            except Exception as exc:  # noqa: BLE001 - a refusal is the answer we report
+            except InferenceServerException as exc:  # a refusal is the answer we report
                 answers[str(version)] = str(exc).splitlines()[0]
     return answers
 
@@ -52,7 +53,7 @@ def _fresh_model(server, name: str, versions_: tuple[int, ...]) -> Path:
     unloaded and without a version_policy: what each check starts from."""
     try:
         server.unload_model(name)
-    except Exception:  # noqa: BLE001 - it was not loaded
+    except InferenceServerException:  # it was not loaded
         pass
     folder = server.repository / name
     shutil.rmtree(folder, ignore_errors=True)

@@ -11,9 +11,11 @@ import secrets
 import nbformat
 import requests
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from tritonclient.utils import InferenceServerException
 
 from .. import ServerStartError
 from .. import server as make_server
+from ..errors import CourseError
 from ..inference import infer
 from ..paths import MODEL_NAME
 from ..photos import batch, photo
@@ -77,7 +79,7 @@ def check_restriction_args(restriction_args, repository=None) -> Verdict:
             problems.append(grpc_problem)
         try:
             infer(url, batch([photo("coffee")]))
-        except Exception:  # noqa: BLE001 - refused inference is what we report
+        except CourseError:  # refused inference is what we report
             problems.append("Inference is refused too: this exercise keeps inference open to clients "
                             "(restrict only the four groups).")
     if problems:
@@ -96,11 +98,11 @@ def _grpc_probe(server, key: str) -> str | None:
             client.get_model_repository_index()
             return ("gRPC: the repository index answered without the key: the HTTP switch does not cover gRPC "
                     "(--grpc-restricted-protocol).")
-        except Exception:  # noqa: BLE001 - a refusal is what we want here
+        except InferenceServerException:  # a refusal is what we want here
             pass
         try:
             client.get_model_repository_index(headers={GRPC_HEADER_PREFIX + ADMIN_HEADER: key})
-        except Exception as exc:  # noqa: BLE001
+        except InferenceServerException as exc:
             return f"gRPC: refused even with the key ({str(exc).splitlines()[0].replace(key, '<key>')})."
     return None
 
@@ -130,7 +132,7 @@ def check_reload_model(reload_model, server, key: str, name: str = MODEL_NAME) -
                       hint="client.load_model(name, headers=...) loads it again (in explicit mode).")
     try:
         infer(server.http_url, batch([photo("coffee")]), model=name)
-    except Exception as exc:  # noqa: BLE001
+    except CourseError as exc:
         return failed(exercise, f"After your reload '{name}' does not answer: {str(exc).splitlines()[0]}",
                       hint="Load it again (client.load_model) after an unload.")
     return passed(exercise, f"'{name}' was reloaded through gRPC with the key, and it answers.")
