@@ -43,6 +43,15 @@ def test_grpc_sweep_and_table(srv, one_image):
     assert len(text.splitlines()) == 3
 
 
+def test_shared_memory_input_serves_every_request_and_is_released(srv, one_image):
+    result = loadgen.measure(srv.grpc_address, one_image, concurrency=2, protocol="grpc", shared_memory=True, **FAST)
+    assert result.requests > 0 and result.errors == 0, result.first_error
+    assert result.server["requests"] > 0
+    with srv.grpc_client() as client:  # the region is unregistered afterwards
+        regions = client.get_system_shared_memory_status(as_json=True).get("regions", {})
+    assert not [name for name in regions if name.startswith("course_loadgen_")]
+
+
 def test_errors_are_counted_not_dropped(srv, one_image):
     result = loadgen.measure(srv.http_url, one_image, concurrency=1, input_name="images", **FAST)
     assert result.requests > 0 and result.errors == result.requests

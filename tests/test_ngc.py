@@ -96,7 +96,9 @@ def _fake_smi(folder, output: str):
 
 def test_driver_version_from_nvidia_smi(tmp_path, monkeypatch):
     # This machine has no GPU: a stand-in nvidia-smi prints what the real one prints for this query.
-    monkeypatch.setenv("PATH", str(_fake_smi(tmp_path, "580.95.05\\n580.95.05\\n")) + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("PATH", str(_fake_smi(tmp_path, "0, NVIDIA H200, 580.95.05, 143771 MiB\\n"
+                                                        "1, NVIDIA H200, 580.95.05, 143771 MiB\\n"))
+                       + os.pathsep + os.environ["PATH"])
     assert ngc.driver_version() == "580.95.05"
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert ngc.driver_version() is None
@@ -105,11 +107,9 @@ def test_driver_version_from_nvidia_smi(tmp_path, monkeypatch):
 def test_doctor_gpu_line_names_the_newest_tag_or_says_there_is_no_gpu(tmp_path, monkeypatch):
     from triton_course.doctor import SCREEN_COLUMNS, check_gpu
 
-    smi = tmp_path / "nvidia-smi"
-    smi.write_text('#!/bin/sh\ncase "$1" in\n  -L) echo "GPU 0: NVIDIA H200 (UUID: GPU-0)";;\n'
-                   '  *) echo "580.95.05";;\nesac\n')
-    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("TRITON_COURSE_DEVICE", raising=False)
+    monkeypatch.setenv("PATH", str(_fake_smi(tmp_path, "0, NVIDIA H200, 580.95.05, 143771 MiB\\n"))
+                       + os.pathsep + os.environ["PATH"])
     check = check_gpu()
     assert check.ok and check.detail == "driver 580.95.05, newest NGC tag 26.11-py3: GPU 0: NVIDIA H200"
     assert len(check.line()) <= SCREEN_COLUMNS

@@ -121,8 +121,8 @@ def test_machine_info_describes_this_machine():
 
 def test_gpu_from_nvidia_smi(tmp_path, monkeypatch):
     fake = tmp_path / "nvidia-smi"
-    fake.write_text('#!/bin/sh\n[ "$1" = "--query-gpu=name,driver_version,memory.total" ] || exit 9\n'
-                    'echo "NVIDIA H100 80GB HBM3, 550.54.15, 81559 MiB"\n')
+    fake.write_text('#!/bin/sh\n[ "$1" = "--query-gpu=index,name,driver_version,memory.total" ] || exit 9\n'
+                    'echo "0, NVIDIA H100 80GB HBM3, 550.54.15, 81559 MiB"\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert report._gpus() == "NVIDIA H100 80GB HBM3 (driver 550.54.15, 81559 MiB)"

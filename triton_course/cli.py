@@ -109,6 +109,7 @@ def cmd_report(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from .report import DEFAULT_TIMEOUT
+    from .runtimes import RUNTIMES
 
     p = argparse.ArgumentParser(
         prog="triton-course",
@@ -124,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start a Triton server and keep it running until Ctrl-C")
     serve.add_argument("repository", nargs="?", type=Path, help="model repository (default: the course's models/)")
-    serve.add_argument("--runtime", default="auto", choices=["auto", "embedded", "local", "docker"],
+    serve.add_argument("--runtime", default="auto", choices=["auto", *RUNTIMES],
                        help="auto: a local tritonserver if there is one, else the embedded one")
     serve.add_argument("--image", help="docker only: the Triton image (default: $TRITON_IMAGE or the pinned NGC tag)")
     serve.add_argument("--gpus", default="auto", help="docker only: auto, all, none, or ids like 0,1")

@@ -67,63 +67,46 @@ def check_python() -> Check:
 
 
 def check_embedded() -> Check:
-    from .errors import ServerStartError
-    from .runtimes.embedded import TRITON_VERSION, find_installation
+    from .runtimes import EmbeddedServer
+    from .runtimes.embedded import TRITON_VERSION
 
-    try:
-        inst = find_installation()
-    except ServerStartError as exc:
-        return Check("embedded triton", False, exc.what, exc.fix or "Run `make setup`.", lessons="all")
-    missing = _missing_libraries(inst.stub, extra_paths=[str(inst.libraries)])
-    if missing:
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        return Check("embedded triton", False, f"python stub lacks {', '.join(missing)}",
-                     f"apt-get install libpython{version} (the shared Python library)", lessons="all")
+    error = EmbeddedServer.unavailable_error()  # the registry's answer: the wheel's server and its stub's libraries
+    if error:
+        return Check("embedded triton", False, error.what, error.fix or "Run `make setup`.", lessons="all")
     return Check("embedded triton", True, f"Triton {TRITON_VERSION} from nvidia-pytriton")
 
 
-def _missing_libraries(binary, extra_paths: list[str]) -> list[str]:
-    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(extra_paths + [os.environ.get("LD_LIBRARY_PATH", "")]))
-    try:
-        out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, env=env, timeout=20).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.split()[0] for line in out.splitlines() if "not found" in line]
-
-
 def check_local() -> Check:
-    from .runtimes.local import find_binary
+    from .runtimes import LocalServer, find_binary
 
-    found = find_binary()
-    return Check("local tritonserver", found is not None,
-                 str(found) if found else "none on PATH or in /opt/tritonserver",
+    reason = LocalServer.unavailable_reason()
+    return Check("local tritonserver", reason is None, reason or str(find_binary()),
                  "Only on a pod made from NGC's Triton image (docs/pods.md, set-up 2).",
                  required=False, lessons="08")
 
 
 def check_gpu() -> Check:
-    fix = "Rent a GPU pod for the GPU parts; every lesson also runs on the CPU."
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return Check("gpu", False, "no GPU (no nvidia-smi): lessons run on the CPU", fix, required=False,
-                     lessons="06-08")
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check("gpu", False, f"nvidia-smi failed: {exc}", "Check the NVIDIA driver (nvidia-smi).",
-                     required=False, lessons="06-08")
-    # "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)": the UUID says nothing to a person
-    gpus = [line.split(" (UUID")[0] for line in out.stdout.splitlines() if line.startswith("GPU")]
-    detail = "; ".join(gpus) or out.stderr.strip()[:200]
-    if gpus:  # the NGC tag this driver can run leads, so that a cut line keeps it (table: ngc.py)
-        from . import ngc
+    """The host's GPUs (gpu.py), the newest NGC tag its driver runs, and whether TRITON_COURSE_DEVICE=cpu
+    keeps the course on the CPU anyway."""
+    from . import ngc
+    from .gpu import DEVICE_VARIABLE, NO_NVIDIA_SMI, probe_nvidia_smi, wants_cpu
 
-        driver = ngc.driver_version()
-        newest = ngc.newest_runnable(driver) if driver else None
-        tag = f"newest NGC tag {newest.tag}-py3" if newest else "no NGC tag in the course's table"
-        detail = f"driver {driver}, {tag}: {detail}"
-    return Check("gpu", bool(gpus), detail,
-                 "Check the NVIDIA driver (nvidia-smi).", required=False, lessons="06-08")
+    gpus, problem = probe_nvidia_smi()
+    if not gpus:
+        detail, fix = problem, "Check the NVIDIA driver (nvidia-smi)."
+        if problem == NO_NVIDIA_SMI:
+            detail = f"no GPU ({NO_NVIDIA_SMI}): lessons run on the CPU"
+            fix = "Rent a GPU pod for the GPU parts; every lesson also runs on the CPU."
+        if wants_cpu():
+            detail += f" ({DEVICE_VARIABLE}=cpu is set)"
+        return Check("gpu", False, detail, fix, required=False, lessons="06-08")
+    names = "; ".join(f"GPU {g.index}: {g.name}" for g in gpus)
+    if wants_cpu():  # the variable leads, so that a cut line keeps it
+        return Check("gpu", False, f"{DEVICE_VARIABLE}=cpu: lessons serve on the CPU; {names}",
+                     f"Unset {DEVICE_VARIABLE} to serve on the GPU.", required=False, lessons="06-08")
+    newest = ngc.newest_runnable(gpus[0].driver)  # the tag leads, so that a cut line keeps it (table: ngc.py)
+    tag = f"newest NGC tag {newest.tag}-py3" if newest else "no NGC tag in the course's table"
+    return Check("gpu", True, f"driver {gpus[0].driver}, {tag}: {names}", required=False, lessons="06-08")
 
 
 def check_tensorrt() -> Check:
@@ -163,13 +146,14 @@ def check_prometheus() -> Check:
 
 
 def check_docker() -> Check:
-    from .runtimes.docker import DockerError, docker_client
+    from .runtimes import DockerServer
+    from .runtimes.docker import docker_client
 
-    fix = "`sudo systemctl start docker`. Pods have none: 04 then runs without it."
-    try:
-        client = docker_client(timeout=5)
-    except DockerError as exc:
-        return Check("docker engine", False, exc.what, fix, required=False, lessons="04")
+    reason = DockerServer.unavailable_reason()
+    if reason:
+        return Check("docker engine", False, reason, "`sudo systemctl start docker`. Pods have none: 04 then runs "
+                     "without it.", required=False, lessons="04")
+    client = docker_client(timeout=5)
     version = client.version().get("Version", "?")
     client.close()
     return Check("docker engine", True, f"Docker {version}", required=False, lessons="04")

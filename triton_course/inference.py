@@ -7,6 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from .artifact import INPUT_NAME, OUTPUT_NAME, labels
+from .clients import client, infer_inputs, requested_outputs  # their home; the lessons may take them from here
 from .errors import InferenceError, ServerStartError
 from .paths import MODEL_NAME
 from .photos import batch as preprocess_batch
@@ -30,21 +31,6 @@ def top_k(logits: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
     return [(_labels()[i], float(probs[i])) for i in order]
 
 
-def _client(url: str, protocol: str, timeout: float):
-    if protocol == "http":
-        import tritonclient.http as httpclient
-
-        address = url.split("://", 1)[-1].rstrip("/")
-        # An https:// URL (a pod's proxy, say) needs TLS; tritonclient then defaults to port 443.
-        return httpclient.InferenceServerClient(address, connection_timeout=timeout, network_timeout=timeout,
-                                                ssl=url.startswith("https://"))
-    if protocol == "grpc":
-        import tritonclient.grpc as grpcclient
-
-        return grpcclient.InferenceServerClient(url.split("://", 1)[-1].rstrip("/"))
-    raise ValueError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
-
-
 def infer(url: str, inputs: np.ndarray, *, model: str = MODEL_NAME, protocol: str = "http",
           input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME, timeout: float = 30.0) -> np.ndarray:
     """Send one batch, return the output as a NumPy array; errors quote Triton and say what to do."""
@@ -55,21 +41,12 @@ def infer(url: str, inputs: np.ndarray, *, model: str = MODEL_NAME, protocol: st
 def infer_outputs(url: str, inputs: dict[str, np.ndarray], output_names: list[str], *, model: str = MODEL_NAME,
                   protocol: str = "http", timeout: float = 30.0) -> dict[str, np.ndarray]:
     """One request with several named inputs (BYTES ones as object arrays); the outputs by name."""
-    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+    from tritonclient.utils import InferenceServerException
 
-    if protocol == "http":
-        import tritonclient.http as module
-    else:
-        import tritonclient.grpc as module
-    client = _client(url, protocol, timeout)
-    requests = []
-    for name, array in inputs.items():
-        request = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-        request.set_data_from_numpy(array)
-        requests.append(request)
+    triton = client(url, protocol, timeout=timeout)
     try:
         kwargs = {"client_timeout": timeout} if protocol == "grpc" else {}
-        result = client.infer(model, requests, outputs=[module.InferRequestedOutput(n) for n in output_names],
+        result = triton.infer(model, infer_inputs(inputs, protocol), outputs=requested_outputs(output_names, protocol),
                               **kwargs)
     except InferenceServerException as exc:
         raise InferenceError(f"Triton refused the request to model '{model}' at {url}.",
@@ -78,7 +55,7 @@ def infer_outputs(url: str, inputs: dict[str, np.ndarray], output_names: list[st
         raise ServerStartError(f"No Triton server answers at {url} ({exc}).",
                                fix="Start one (`triton-course serve`) and pass the URL it prints.") from None
     finally:
-        client.close()
+        triton.close()
     return {name: result.as_numpy(name) for name in output_names}
 
 
@@ -110,10 +87,7 @@ def request_bytes(inputs: np.ndarray, input_name: str = INPUT_NAME, output_name:
     """Bytes of the HTTP body tritonclient sends for `inputs` (its binary tensor extension: a JSON header,
     then the tensor's raw bytes); a gRPC request carries the same raw bytes."""
     import tritonclient.http as httpclient
-    from tritonclient.utils import np_to_triton_dtype
 
-    tensor = httpclient.InferInput(input_name, list(inputs.shape), np_to_triton_dtype(inputs.dtype))
-    tensor.set_data_from_numpy(inputs, binary_data=True)
     body, _ = httpclient.InferenceServerClient.generate_request_body(
-        [tensor], outputs=[httpclient.InferRequestedOutput(output_name, binary_data=True)])
+        infer_inputs({input_name: inputs}, "http"), outputs=requested_outputs([output_name], "http"))
     return len(body)

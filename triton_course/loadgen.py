@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .artifact import INPUT_NAME, OUTPUT_NAME
+from .clients import client, infer_inputs, requested_outputs, unregister_shared_memory
 from .paths import MODEL_NAME
 
 FIRST_ANSWER_TIMEOUT_S = 60.0  # the longest a warm-up waits for every client's first answer
@@ -73,27 +74,14 @@ class Result:
         }
 
 
-def _client(url: str, protocol: str):
-    address = url.split("://", 1)[-1].rstrip("/")
-    if protocol == "grpc":
-        import tritonclient.grpc as module
-    else:
-        import tritonclient.http as module
-    return module, module.InferenceServerClient(address)
-
-
-def _request_maker(module, inputs: np.ndarray, input_name: str, output_name: str, region: str | None = None):
+def _request_maker(protocol: str, inputs: np.ndarray, input_name: str, output_name: str, region: str | None = None):
     """Builds one request's tensors: the input's bytes in the request, or a reference to the
     shared-memory region that already holds them."""
-    from tritonclient.utils import np_to_triton_dtype
+    shared_memory = {input_name: region} if region else None
 
     def make():
-        tensor = module.InferInput(input_name, list(inputs.shape), np_to_triton_dtype(inputs.dtype))
-        if region:
-            tensor.set_shared_memory(region, inputs.nbytes)
-        else:
-            tensor.set_data_from_numpy(inputs)
-        return [tensor], [module.InferRequestedOutput(output_name)]
+        return (infer_inputs({input_name: inputs}, protocol, shared_memory=shared_memory),
+                requested_outputs([output_name], protocol))
 
     return make
 
@@ -110,47 +98,37 @@ def _input_region(url: str, protocol: str, inputs: np.ndarray, enabled: bool):
 
     name = f"course_loadgen_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     handle = shm.create_shared_memory_region(name, f"/{name}", inputs.nbytes)
-    _, client = _client(url, protocol)
+    triton = client(url, protocol)
     try:
         shm.set_shared_memory_region(handle, [np.ascontiguousarray(inputs)])
-        client.register_system_shared_memory(name, f"/{name}", inputs.nbytes)
+        triton.register_system_shared_memory(name, f"/{name}", inputs.nbytes)
         try:
             yield name
         finally:
-            _unregister(client, name)
+            unregister_shared_memory(triton, name)
     finally:
-        client.close()
+        triton.close()
         shm.destroy_shared_memory_region(handle)
 
 
-def _unregister(client, name: str, within_s: float = 10.0) -> None:
-    """Unregister a shared-memory region. Triton may still hold it for a moment after answering the last
-    request that used it ("currently in use"): ask again until it lets go, within a deadline."""
-    from tritonclient.utils import InferenceServerException
-
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            client.unregister_system_shared_memory(name)
-            return
-        except InferenceServerException as exc:
-            if "currently in use" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def server_stats(url: str, model: str = MODEL_NAME, protocol: str = "http") -> dict:
-    """Triton's cumulative statistics for a model (the statistics extension), flattened."""
-    _, client = _client(url, protocol)
+    """Triton's cumulative statistics for a model (the statistics extension), flattened by `statistics_totals`."""
+    triton = client(url, protocol)
     try:
         kwargs = {"as_json": True} if protocol == "grpc" else {}
-        stats = client.get_inference_statistics(model, **kwargs)["model_stats"]
+        return statistics_totals(triton.get_inference_statistics(model, **kwargs))
     finally:
-        client.close()
+        triton.close()
+
+
+def statistics_totals(stats: dict) -> dict:
+    """Triton's statistics answer (its "model_stats" entries, one per version) summed: requests that succeeded,
+    inferences and executions (inferences / executions is the average batch Triton formed), queue and compute
+    nanoseconds, and "batches": batch size -> how many times the model ran that size."""
     totals = {"inference_count": 0, "execution_count": 0, "queue_ns": 0, "compute_ns": 0, "success": 0,
               "batches": {}}
     # Over gRPC the statistics are protobuf turned to JSON, which leaves out every field that is zero.
-    for entry in stats:
+    for entry in stats["model_stats"]:
         s = entry.get("inference_stats", {})
         totals["inference_count"] += int(entry.get("inference_count", 0))
         totals["execution_count"] += int(entry.get("execution_count", 0))
@@ -161,6 +139,7 @@ def server_stats(url: str, model: str = MODEL_NAME, protocol: str = "http") -> d
         for b in entry.get("batch_stats") or []:
             size = int(b["batch_size"])
             totals["batches"][size] = totals["batches"].get(size, 0) + int(b.get("compute_infer", {}).get("count", 0))
+    totals["batches"] = dict(sorted(totals["batches"].items()))
     return totals
 
 
@@ -197,14 +176,14 @@ class _Recorder:
             return [r for r in self.records if start <= r[0] < end]
 
 
-def _send(client, make, model: str, recorder: _Recorder) -> None:
+def _send(triton, make, model: str, recorder: _Recorder) -> None:
     from tritonclient.utils import InferenceServerException
 
     inputs, outputs = make()
     started = time.perf_counter()
     error = None
     try:
-        client.infer(model, inputs, outputs=outputs)
+        triton.infer(model, inputs, outputs=outputs)
     except InferenceServerException as exc:
         error = exc.message()
     except Exception as exc:  # noqa: BLE001 - a dropped connection is an error to count, not to hide
@@ -243,45 +222,48 @@ def measure(url: str, inputs: np.ndarray, *, concurrency: int = 1, protocol: str
     """Closed loop: `concurrency` clients send `inputs` back to back; a stable stretch of three
     windows after the warm-up is what is reported. `shared_memory=True` passes the input through
     a system shared-memory region instead of the request (client and server on one machine)."""
-    with _input_region(url, protocol, inputs, shared_memory) as region:
-        return _measure(url, inputs, concurrency, protocol, model, label, warmup_s, window_s, stability,
-                        max_windows, input_name, output_name, region)
-
-
-def _measure(url, inputs, concurrency, protocol, model, label, warmup_s, window_s, stability, max_windows,
-             input_name, output_name, region) -> Result:
     recorder = _Recorder()
     stop = threading.Event()
 
-    def worker():
-        module, client = _client(url, protocol)
-        make = _request_maker(module, inputs, input_name, output_name, region)
+    def worker(region: str | None) -> None:
+        triton = client(url, protocol)
+        make = _request_maker(protocol, inputs, input_name, output_name, region)
         try:
             while not stop.is_set():
-                _send(client, make, model, recorder)
+                _send(triton, make, model, recorder)
         finally:
-            client.close()
+            triton.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    try:
-        time.sleep(warmup_s)  # load generation, not waiting on a server: the clients are busy meanwhile
-        # A first call can take longer than the warm-up (a GPU loads its kernels on first use): warm up
-        # until as many answers as clients came back, or FIRST_ANSWER_TIMEOUT_S passes.
-        deadline = time.perf_counter() + FIRST_ANSWER_TIMEOUT_S
-        while len(recorder.between(0.0, float("inf"))) < concurrency and time.perf_counter() < deadline:
-            time.sleep(0.05)
-        before = server_stats(url, model, protocol)
-        start, end, stable = _windows(recorder, time.perf_counter(), window_s, stability, max_windows,
-                                      lambda target: time.sleep(min(0.05, max(0.0, target - time.perf_counter()))))
-        after = server_stats(url, model, protocol)
-    finally:
-        stop.set()
+    with _input_region(url, protocol, inputs, shared_memory) as region:
+        threads = [threading.Thread(target=worker, args=(region,), daemon=True) for _ in range(concurrency)]
         for t in threads:
-            t.join(60)
+            t.start()
+        try:
+            before, (start, end, stable), after = _closed_loop_windows(
+                url, protocol, model, recorder, concurrency, warmup_s=warmup_s, window_s=window_s,
+                stability=stability, max_windows=max_windows)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
     return _result(label, recorder.between(start, end), end - start, server_delta(before, after),
                    concurrency=concurrency, stable=stable, batch_size=len(inputs))
+
+
+def _closed_loop_windows(url: str, protocol: str, model: str, recorder: _Recorder, concurrency: int, *,
+                         warmup_s: float, window_s: float, stability: float, max_windows: int):
+    """While the clients send: warm up, then measure windows until stable. Returns (server statistics
+    before, (start, end, stable), server statistics after)."""
+    time.sleep(warmup_s)  # load generation, not waiting on a server: the clients are busy meanwhile
+    # A first call can take longer than the warm-up (a GPU loads its kernels on first use): warm up
+    # until as many answers as clients came back, or FIRST_ANSWER_TIMEOUT_S passes.
+    deadline = time.perf_counter() + FIRST_ANSWER_TIMEOUT_S
+    while len(recorder.between(0.0, float("inf"))) < concurrency and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    before = server_stats(url, model, protocol)
+    window = _windows(recorder, time.perf_counter(), window_s, stability, max_windows,
+                      lambda target: time.sleep(min(0.05, max(0.0, target - time.perf_counter()))))
+    return before, window, server_stats(url, model, protocol)
 
 
 def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 5.0, protocol: str = "http",
@@ -296,11 +278,11 @@ def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 
     local = threading.local()
 
     def fire():
-        if not hasattr(local, "client"):
-            module, local.client = _client(url, protocol)
-            local.make = _request_maker(module, inputs, input_name, output_name)
+        if not hasattr(local, "triton"):
+            local.triton = client(url, protocol)
+            local.make = _request_maker(protocol, inputs, input_name, output_name)
         try:
-            _send(local.client, local.make, model, recorder)
+            _send(local.triton, local.make, model, recorder)
         finally:
             slots.release()
 

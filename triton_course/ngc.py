@@ -21,9 +21,9 @@ checked: see NVIDIA's release notes". Where each value comes from:
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
+
+from .gpu import driver_version as driver_version  # the host's driver: one probe, in gpu.py
 
 REGISTRY = "nvcr.io/nvidia/tritonserver"
 RELEASE_NOTES = "https://docs.nvidia.com/deeplearning/triton-inference-server/release-notes/rel-{}.html"
@@ -141,20 +141,6 @@ def default_release(driver: str | int | None) -> tuple[Release, str]:
     return fallback, (f"driver {driver} is too old for every release free of the advisories: {fallback.tag} "
                       f"is affected ({', '.join(fallback.advisories)}); keep it on 127.0.0.1 and upgrade the "
                       f"driver to {CUDA_DRIVER_FLOOR[13]} or later")
-
-
-def driver_version() -> str | None:
-    """This host's NVIDIA driver version (e.g. "580.95.05"), or None without nvidia-smi or a GPU."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return None
-    try:
-        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    versions = [line.strip() for line in out.splitlines() if line.strip()]
-    return versions[0] if versions else None
 
 
 def table_rows() -> list[dict[str, str]]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from .gpu import DEVICE_VARIABLE, probe_nvidia_smi, wants_cpu
 from .paths import course_root
 
 DEFAULT_TIMEOUT = 900.0  # seconds per notebook; the slowest lesson takes about 2 minutes on 2 CPU cores
@@ -294,20 +295,11 @@ def _cpu_cores() -> str:
 
 
 def _gpus() -> str:
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return "none (no nvidia-smi)"
-    try:
-        out = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"nvidia-smi failed: {exc}"
-    gpus = []
-    for row in out.stdout.strip().splitlines():
-        parts = [p.strip() for p in row.split(",")]
-        if len(parts) == 3:
-            gpus.append(f"{parts[0]} (driver {parts[1]}, {parts[2]})")
-    return "; ".join(gpus) or f"nvidia-smi said: {(out.stderr or out.stdout).strip()[:200]}"
+    gpus, problem = probe_nvidia_smi()
+    text = "; ".join(f"{g.name} (driver {g.driver}, {g.memory})" for g in gpus) or f"none ({problem})"
+    if wants_cpu():  # the timings were taken on the CPU, whatever the machine has
+        text += f"; {DEVICE_VARIABLE}=cpu: the course served on the CPU"
+    return text
 
 
 def _triton() -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .artifact import onnx_path, torchscript_path
 from .errors import ConfigError
+from .gpu import torch_device_name
 from .model_config import (
     ModelConfig,
     ModelInstanceGroup,
@@ -206,16 +207,9 @@ def _gpu_how(config: ModelConfig) -> str:
     return f", at {precision}{asked}{graphs}"
 
 
-@functools.lru_cache(maxsize=1)
 def cuda_device_name() -> str | None:
-    """The first GPU PyTorch can use here, or None (also when TRITON_COURSE_DEVICE=cpu asks for the CPU)."""
-    if os.environ.get("TRITON_COURSE_DEVICE", "").lower() == "cpu":
-        return None
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    """The GPU the PyTorch runner serves on, or None (also when TRITON_COURSE_DEVICE=cpu): see gpu.py."""
+    return torch_device_name()
 
 
 def _gpu_for(model_dir: Path, config: ModelConfig) -> tuple[str | None, dict[str, Path]]:

@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from . import clients
 from .artifact import INPUT_NAME, labels, onnx_path, reference_config
+from .clients import infer_inputs  # its home is clients; lesson 15 takes it from here
 from .errors import DownloadError, InferenceError
 from .model_config import ModelConfig, build_config, mc, tensor
 from .paths import MODEL_NAME, cache_dir
@@ -172,23 +174,6 @@ def add_smoother(repository: str | Path, config: ModelConfig | None = None) -> l
 
 # --- clients -----------------------------------------------------------------------------------
 
-def infer_inputs(values: dict[str, np.ndarray], protocol: str = "grpc"):
-    """tritonclient InferInputs (gRPC or HTTP) for a dict of input name -> array."""
-    from tritonclient.utils import np_to_triton_dtype
-
-    if protocol == "grpc":
-        from tritonclient.grpc import InferInput
-    else:
-        from tritonclient.http import InferInput
-    inputs = []
-    for name, value in values.items():
-        value = np.asarray(value)
-        item = InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
-        item.set_data_from_numpy(value)
-        inputs.append(item)
-    return inputs
-
-
 def text_inputs(prompt: str, max_tokens: int | None = None, temperature: float | None = None) -> dict:
     """The generator's input tensors (the optional ones only when given)."""
     values = {"text_input": np.array([prompt.encode("utf-8")], dtype=np.object_)}
@@ -219,14 +204,12 @@ def stream(grpc_address: str, model: str, values: dict[str, np.ndarray], *, time
     up to the one with the final flag (asked for with enable_empty_final_response, so a request
     answered by a bare final flag ends too); `outputs=None` keeps every output. An error response raises
     an InferenceError quoting Triton; no response for `timeout` seconds raises one that says so."""
-    import tritonclient.grpc as grpcclient
-
     arrived: queue.Queue = queue.Queue()
-    client = grpcclient.InferenceServerClient(grpc_address)
+    client = clients.client(grpc_address, "grpc")
     client.start_stream(callback=lambda result, error: arrived.put((result, error, time.perf_counter())))
     started = time.perf_counter()
     try:
-        client.async_stream_infer(model, infer_inputs(values), enable_empty_final_response=True)
+        client.async_stream_infer(model, infer_inputs(values, "grpc"), enable_empty_final_response=True)
         while True:
             try:
                 result, error, when = arrived.get(timeout=timeout)
@@ -310,15 +293,13 @@ def stream_and_cancel(grpc_address: str, prompt: str, after: int, *, model: str 
     """Start a generation, and after `after` characters cancel it: `stop_stream(cancel_requests=True)`
     tells Triton to cancel the requests still in flight on this stream (the model sees it through
     `is_cancelled()`). Whatever the client hears after that is kept, to show the stream is closed."""
-    import tritonclient.grpc as grpcclient
-
     arrived: queue.Queue = queue.Queue()
-    client = grpcclient.InferenceServerClient(grpc_address)
+    client = clients.client(grpc_address, "grpc")
     client.start_stream(callback=lambda result, error: arrived.put((result, error)))
     received: list[str] = []
     started = time.perf_counter()
     try:
-        client.async_stream_infer(model, infer_inputs(text_inputs(prompt, max_tokens)))
+        client.async_stream_infer(model, infer_inputs(text_inputs(prompt, max_tokens), "grpc"))
         while len(received) < after:
             result, error = arrived.get(timeout=timeout)
             if error is not None:
@@ -388,10 +369,9 @@ def send_frame(http_address: str, frame: np.ndarray, sequence_id: int, *, start:
                model: str = SMOOTHER) -> dict:
     """One frame of one camera stream (a sequence): the smoother's outputs as plain values. A refused
     request raises an InferenceError quoting Triton."""
-    import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    client = httpclient.InferenceServerClient(http_address)
+    client = clients.client(http_address, "http")
     try:
         result = client.infer(model, infer_inputs({INPUT_NAME: frame[None].astype(np.float32)}, "http"),
                               sequence_id=sequence_id, sequence_start=start, sequence_end=end)

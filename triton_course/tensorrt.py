@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, CourseError
+from .gpu import DEVICE_VARIABLE, torch_device_name, wants_cpu
 from .model_config import ModelConfig, ModelInstanceGroup, copy_config, mc, serves_onnx
 
 PRECISIONS = ("FP32", "FP16", "INT8")
@@ -221,9 +222,9 @@ def unavailable_reason() -> str | None:
 
 
 def _no_gpu_reason() -> str | None:
-    import torch
-
-    return None if torch.cuda.is_available() else "no CUDA GPU is visible (TensorRT runs on an NVIDIA GPU only)"
+    if wants_cpu():
+        return f"{DEVICE_VARIABLE}=cpu asks the course for the CPU (TensorRT runs on an NVIDIA GPU only)"
+    return None if torch_device_name() else "no CUDA GPU is visible (TensorRT runs on an NVIDIA GPU only)"
 
 
 def serving_unavailable_reason(server, backend: str) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .artifact import INPUT_NAME, OUTPUT_NAME
+from .clients import client, infer_inputs, requested_outputs
 from .model_config import ModelConfig, copy_config
 
 
@@ -62,20 +63,17 @@ class Traffic:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _run(self) -> None:
-        import tritonclient.http as httpclient
-
-        client = httpclient.InferenceServerClient(self.url.split("://", 1)[-1], network_timeout=30)
-        request = httpclient.InferInput(INPUT_NAME, list(self.inputs.shape), "FP32")
-        request.set_data_from_numpy(self.inputs)
+        triton = client(self.url, "http", timeout=30)
+        request = infer_inputs({INPUT_NAME: self.inputs}, "http")
         try:
             while not self._stop.is_set():
                 try:
-                    result = client.infer(self.model, [request], outputs=[httpclient.InferRequestedOutput(OUTPUT_NAME)])
+                    result = triton.infer(self.model, request, outputs=requested_outputs([OUTPUT_NAME], "http"))
                     self.answers.append((time.monotonic(), f"version {result.get_response()['model_version']}"))
                 except Exception as exc:  # noqa: BLE001 - every failure is what we want to count
                     self.answers.append((time.monotonic(), f"error: {str(exc).splitlines()[0][:100]}"))
         finally:
-            client.close()
+            triton.close()
 
     def __enter__(self) -> "Traffic":
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -131,14 +131,14 @@ def create_app(triton_url: str, *, model: str = ENSEMBLE, max_upload_mb: float =
 
     @app.get("/healthz")
     def healthz():
-        from .inference import _client
+        from .clients import client
 
         try:
-            client = _client(triton_url, "http", timeout_s)
+            triton = client(triton_url, "http", timeout=timeout_s)
             try:
-                ready = client.is_server_ready() and client.is_model_ready(model)
+                ready = triton.is_server_ready() and triton.is_model_ready(model)
             finally:
-                client.close()
+                triton.close()
         except Exception:  # noqa: BLE001 - down is an answer here
             ready = False
         return jsonify({"triton": triton_url, "model": model, "ready": ready}), 200 if ready else 503

@@ -11,7 +11,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from ..clients import infer_inputs
 from ..errors import ModelLoadError, suggest_fix
+from ..loadgen import statistics_totals
 from ..model_config import ModelConfig, parse_config, to_text
 from . import Verdict, failed
 
@@ -72,8 +74,7 @@ def learner_config(answer) -> ModelConfig:
 
 def burst(server, model: str, inputs: dict, requests: int = 16, clients: int = 8) -> list[str]:
     """`requests` requests from `clients` threads at once (HTTP); Triton's error messages, if any."""
-    import tritonclient.http as httpclient
-    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+    from tritonclient.utils import InferenceServerException
 
     errors: list[str] = []
     lock = threading.Lock()
@@ -81,22 +82,18 @@ def burst(server, model: str, inputs: dict, requests: int = 16, clients: int = 8
     start = threading.Barrier(clients)
 
     def client_thread(count: int) -> None:
-        client = httpclient.InferenceServerClient(server.http_address, network_timeout=60)
+        triton = server.http_client()
         try:
-            tensors = []
-            for name, array in inputs.items():
-                tensor = httpclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-                tensor.set_data_from_numpy(array)
-                tensors.append(tensor)
+            tensors = infer_inputs(inputs, "http")
             start.wait()  # every client sends at the same moment: that is what lets batches form
             for _ in range(count):
                 try:
-                    client.infer(model, tensors)
+                    triton.infer(model, tensors)
                 except InferenceServerException as exc:
                     with lock:
                         errors.append(exc.message())
         finally:
-            client.close()
+            triton.close()
 
     threads = [threading.Thread(target=client_thread, args=(n,), daemon=True) for n in per_client]
     for t in threads:
@@ -114,9 +111,4 @@ def statistics(server, model: str) -> dict:
 
 def executions_by_batch_size(stats: dict) -> dict[int, int]:
     """The course's reading of batch_stats: batch size -> how many times the model ran that size."""
-    sizes: dict[int, int] = {}
-    for entry in stats["model_stats"]:
-        for row in entry.get("batch_stats") or []:
-            size = int(row["batch_size"])
-            sizes[size] = sizes.get(size, 0) + int(row["compute_infer"]["count"])
-    return dict(sorted(sizes.items()))
+    return statistics_totals(stats)["batches"]

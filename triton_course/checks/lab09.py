@@ -8,9 +8,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import tritonclient.http as httpclient
 
-from .. import ensemble
+from .. import clients, ensemble
 from ..artifact import INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, labels, reference_config
 from ..errors import InferenceError
 from ..inference import classify, infer
@@ -185,10 +184,9 @@ def _logits(server, names=("coffee", "flower")) -> tuple[np.ndarray, list[str]]:
     return logits, [labels()[int(i)] for i in logits.argmax(axis=1)]
 
 
-def _send(client, logits: np.ndarray):
-    tensor_in = httpclient.InferInput(OUTPUT_NAME, list(logits.shape), "FP32")
-    tensor_in.set_data_from_numpy(logits)
-    return client.async_infer(TOP_LABEL, [tensor_in], outputs=[httpclient.InferRequestedOutput("label")])
+def _send(triton, logits: np.ndarray):
+    return triton.async_infer(TOP_LABEL, clients.infer_inputs({OUTPUT_NAME: logits.astype(np.float32)}, "http"),
+                              outputs=clients.requested_outputs(["label"], "http"))
 
 
 def _said(error: Exception) -> str:
@@ -230,9 +228,9 @@ def check_python_model(server, model_py) -> Verdict:
                       hint="Read the exception in Triton's message. labels.txt is in the model's folder, "
                            "args['model_repository'].")
     logits, expected = _logits(server)
-    with httpclient.InferenceServerClient(server.http_url.split("://", 1)[-1], concurrency=2) as client:
+    with clients.client(server, "http", concurrency=2) as triton:
         try:
-            result = _send(client, logits).get_result()
+            result = _send(triton, logits).get_result()
         except Exception as error:  # noqa: BLE001 - tritonclient's InferenceServerException
             said = _said(error)
             return failed(exercise, "Triton answered two rows of good logits with an error.", triton_said=said,
@@ -250,7 +248,7 @@ def check_python_model(server, model_py) -> Verdict:
                                "array of shape [rows, 1].")
         bad = logits[:1].copy()
         bad[0, 0] = np.nan
-        refused, served = _send(client, bad), _send(client, logits[1:])  # sent together: one execute() call
+        refused, served = _send(triton, bad), _send(triton, logits[1:])  # sent together: one execute() call
         try:
             refused.get_result()
             return failed(exercise, "A request whose logits hold NaN got an answer.",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ServerStartError
 from .base import TritonServer, free_port, port_is_free, stop_all
-from .docker import DockerError, DockerServer, docker_client
+from .docker import DockerServer
 from .embedded import EmbeddedServer, find_installation
 from .local import LocalServer, find_binary
 
@@ -23,22 +23,10 @@ RUNTIMES: dict[str, type[TritonServer]] = {
 
 
 def unavailable_reason(runtime: str) -> str | None:
-    """None when `runtime` can run here, else why not (one line)."""
-    if runtime == "local":
-        return None if find_binary() else "no tritonserver on PATH or in /opt/tritonserver"
-    if runtime == "docker":
-        try:
-            docker_client(timeout=10).close()
-        except DockerError as exc:
-            return exc.what
-        return None
-    if runtime == "embedded":
-        try:
-            find_installation()
-        except ServerStartError as exc:
-            return exc.what
-        return None
-    return f"unknown runtime '{runtime}' (choose from {', '.join(RUNTIMES)})"
+    """None when `runtime` can run here, else why not (one line): each runtime answers for itself."""
+    if runtime not in RUNTIMES:
+        return f"unknown runtime '{runtime}' (choose from {', '.join(RUNTIMES)})"
+    return RUNTIMES[runtime].unavailable_reason()
 
 
 def best_runtime() -> str:
@@ -66,4 +54,5 @@ def start_server(repository: str | Path | None = None, runtime: str = "auto", **
 
 
 __all__ = ["RUNTIMES", "TritonServer", "DockerServer", "EmbeddedServer", "LocalServer", "best_runtime", "server",
-           "start_server", "stop_all", "unavailable_reason", "free_port", "port_is_free"]
+           "start_server", "stop_all", "unavailable_reason", "free_port", "port_is_free", "find_binary",
+           "find_installation"]

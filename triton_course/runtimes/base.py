@@ -24,7 +24,15 @@ import psutil
 import requests
 
 from .. import repository as model_repository
-from ..errors import ModelLoadError, ModelProblem, PortInUseError, ServerStartError, find_model_errors, stub_failures
+from ..errors import (
+    CourseError,
+    ModelLoadError,
+    ModelProblem,
+    PortInUseError,
+    ServerStartError,
+    find_model_errors,
+    stub_failures,
+)
 from ..model_config import serves_onnx
 from ..paths import cache_dir, models_dir
 from ..repository import readable_by_server, runner_config, served_copy, served_on_gpu
@@ -36,6 +44,7 @@ ADMIN_HEADER = "admin-key"
 RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"  # the APIs that change the server
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # gRPC clients send the header under this prefix
 LOG_DAYS_KEPT = 7
+SERVED_FOLDER = "served"  # under the cache: the served copies of repositories (reaper.py names it too)
 _COUNTER = itertools.count(1)
 
 
@@ -54,6 +63,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def client_host(host: str) -> str:
+    """The address a client on this machine dials for a server bound to `host` (every address: loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host
 
 
 def port_holder(port: int) -> str | None:
@@ -129,6 +143,17 @@ class TritonServer:
         self.startup_seconds: float | None = None
 
     # --- what a runtime provides ---------------------------------------------------------
+    @classmethod
+    def unavailable_error(cls) -> CourseError | None:
+        """None when this runtime can run on this machine, else the error that says why not and what to do."""
+        raise NotImplementedError
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when this runtime can run on this machine, else why not (one line)."""
+        error = cls.unavailable_error()
+        return error.what if error else None
+
     def binary(self) -> Path:
         raise NotImplementedError
 
@@ -146,7 +171,11 @@ class TritonServer:
     # --- addresses -------------------------------------------------------------------------
     @property
     def _client_host(self) -> str:
-        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return client_host(self.host)
+
+    def bind_host(self, port_name: str) -> str:
+        """The address the server's `port_name` port ("http", "grpc", "metrics") binds on this machine."""
+        return self.metrics_host if port_name == "metrics" else self.host
 
     @property
     def http_address(self) -> str:
@@ -164,17 +193,22 @@ class TritonServer:
 
     @property
     def metrics_url(self) -> str:
-        host = "127.0.0.1" if self.metrics_host in ("0.0.0.0", "") else self.metrics_host
-        return f"http://{host}:{self.ports['metrics']}/metrics"
+        return f"http://{client_host(self.metrics_host)}:{self.ports['metrics']}/metrics"
 
     # --- life cycle --------------------------------------------------------------------------
     def command(self) -> list[str]:
-        args = [
+        return [
             str(self.binary()),
             f"--model-repository={self.served_repository}",
             f"--http-address={self.host}", f"--http-port={self.ports['http']}",
             f"--grpc-address={self.host}", f"--grpc-port={self.ports['grpc']}",
             f"--metrics-address={self.metrics_host}", f"--metrics-port={self.ports['metrics']}",
+            *self.server_args(),
+        ]
+
+    def server_args(self) -> list[str]:
+        """Triton's options after the repository and the addresses: the same for every runtime."""
+        args = [
             f"--model-control-mode={self.model_control_mode}",
             "--exit-on-error=false",  # the course decides, after reading why a model failed
             # On stop, wait at most this long for open requests and connections (default 30 s).
@@ -236,7 +270,7 @@ class TritonServer:
             _RUNNING.add(self)
             try:
                 self.served_repository, self.notes = served_copy(
-                    self.repository, self.backends, cache_dir() / "served" / serial)
+                    self.repository, self.backends, cache_dir() / SERVED_FOLDER / serial)
                 self.adapted = bool(self.notes)  # one note per model served through the runner
                 self._launched = True
                 self._launch()
@@ -261,9 +295,14 @@ class TritonServer:
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=self.environment(), start_new_session=True,
                 preexec_fn=_without_root_file_override if os.geteuid() == 0 else None)
+        self._start_reaper(str(self.process.pid))
+
+    def _start_reaper(self, server: str) -> None:
+        """The reaper (reaper.py) that stops `server` (a process group, or container:ID) and removes the
+        served copy if this interpreter dies without stopping it."""
         self._reaper = subprocess.Popen(
             [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")),
-             str(os.getpid()), str(self.process.pid), str(self.served_repository)],
+             str(os.getpid()), server, str(self.served_repository)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
 
@@ -294,7 +333,7 @@ class TritonServer:
     def _choose_ports(self) -> None:
         self.ports = {}
         for name, port in self.requested_ports.items():
-            host = (self.metrics_host if name == "metrics" else self.host) or "0.0.0.0"
+            host = self.bind_host(name) or "0.0.0.0"
             if port is None:
                 port = free_port(host)
                 while port in self.ports.values():
@@ -345,7 +384,7 @@ class TritonServer:
         sets up GPU metrics first): wait for it too, so that a scrape right after start() finds it."""
         if "--allow-metrics=false" in self.extra_args:
             return
-        host = "127.0.0.1" if self.metrics_host in ("0.0.0.0", "") else self.metrics_host
+        host = client_host(self.metrics_host)
         give_up = min(deadline, time.monotonic() + 10)
         while time.monotonic() < give_up:
             try:
@@ -401,9 +440,14 @@ class TritonServer:
         if self._launched:
             self._launched = False
             self._terminate(timeout)
-        if self.served_repository is not None and self.served_repository.parent.name == "served":
+        if self._owns_served_copy:
             shutil.rmtree(self.served_repository, ignore_errors=True)
         _RUNNING.discard(self)
+
+    @property
+    def _owns_served_copy(self) -> bool:
+        """Whether served_repository is a copy this server made (removed at stop, remade at a load)."""
+        return self.served_repository is not None and self.served_repository.parent.name == SERVED_FOLDER
 
     @property
     def is_running(self) -> bool:
@@ -441,15 +485,17 @@ class TritonServer:
                 f"  backends: {', '.join(self.backends)}\n"
                 f"  log:     {self.log_path}")
 
-    def http_client(self, **kwargs):
-        import tritonclient.http as httpclient
+    def http_client(self, **options):
+        """A tritonclient.http client for this server (triton_course.clients.client; `options` go to tritonclient)."""
+        from ..clients import client
 
-        return httpclient.InferenceServerClient(self.http_address, **kwargs)
+        return client(self, "http", **options)
 
-    def grpc_client(self, **kwargs):
-        import tritonclient.grpc as grpcclient
+    def grpc_client(self, **options):
+        """A tritonclient.grpc client for this server (triton_course.clients.client; `options` go to tritonclient)."""
+        from ..clients import client
 
-        return grpcclient.InferenceServerClient(self.grpc_address, **kwargs)
+        return client(self, "grpc", **options)
 
     # --- model control (explicit mode) -------------------------------------------------------
     def load_model(self, name: str, config=None) -> None:
@@ -458,7 +504,7 @@ class TritonServer:
         config override): the file on disk is left as it is."""
         from tritonclient.utils import InferenceServerException
 
-        if self.served_repository is not None and self.served_repository.parent.name == "served":
+        if self._owns_served_copy:
             self.served_repository, self.notes = served_copy(self.repository, self.backends, self.served_repository)
         log_before = len(self.log_text())
         outcome: dict[str, Exception] = {}
@@ -532,7 +578,7 @@ class TritonServer:
 def _remove_stale_files() -> None:
     """Served copies left by interpreters that died (their pid is in the folder's name), and
     server logs older than LOG_DAYS_KEPT days."""
-    for folder in (cache_dir() / "served").glob("*-*-*"):
+    for folder in (cache_dir() / SERVED_FOLDER).glob("*-*-*"):
         pid = folder.name.split("-")[1]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)

@@ -19,14 +19,12 @@ runtime); docs/pods.md says how.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import threading
-from pathlib import Path
 
 from .. import ngc
 from ..errors import CourseError, PortInUseError
+from ..gpu import DEVICE_VARIABLE, nvidia_smi_gpus, wants_cpu
 from .base import TritonServer, port_holder
 
 # The current NGC release, free of the advisories that affect 24.10 (the release of the embedded
@@ -168,22 +166,24 @@ def _show_progress(event: dict, bars: dict) -> None:
 
 
 def host_gpus() -> list[str]:
-    """The indexes of this host's NVIDIA GPUs ([] without a driver)."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return []
-    try:
-        out = subprocess.run([smi, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    """The indexes of this host's NVIDIA GPUs ([] without a driver), as Docker's device ids."""
+    return [str(gpu.index) for gpu in nvidia_smi_gpus()]
 
 
 class DockerServer(TritonServer):
-    """Triton in a container. `gpus`: "auto" (all the host has, if any), "all", "none", or ids like ["0"]."""
+    """Triton in a container. `gpus`: "auto" (all the host has, if any, unless TRITON_COURSE_DEVICE=cpu), "all",
+    "none", or ids like ["0"]."""
 
     runtime = "docker"
+
+    @classmethod
+    def unavailable_error(cls) -> DockerError | None:
+        """An engine must answer (the image is pulled at the first start)."""
+        try:
+            docker_client(timeout=10).close()
+        except DockerError as exc:
+            return exc
+        return None
 
     def __init__(self, *args, image: str | None = None, gpus="auto", pull: bool = True,
                  shm_size: str = "1g", **kwargs):
@@ -251,13 +251,9 @@ class DockerServer(TritonServer):
 
     # --- the command and the mounts ------------------------------------------------------------
     def command(self) -> list[str]:
-        # Inside its own network namespace Triton must listen on every address for the published
-        # ports to reach it; the publishing itself binds 127.0.0.1 on the host unless told.
-        args = ["tritonserver", f"--model-repository={MOUNT_POINT}",
-                f"--model-control-mode={self.model_control_mode}", "--exit-on-error=false",
-                "--exit-timeout-secs=5"]
-        args += [f"--load-model={name}" for name in self.load_models]
-        return args + self.restriction_args() + self.client_shm_args() + self.extra_args
+        # Inside its own network namespace Triton listens on every address, on its default ports
+        # (CONTAINER_PORTS), for the published ports to reach it; the publishing binds bind_host().
+        return ["tritonserver", f"--model-repository={MOUNT_POINT}", *self.server_args()]
 
     def volumes(self) -> dict[str, dict[str, str]]:
         """Read-only bind mounts. When the course adapted the repository, the served copy goes to
@@ -267,29 +263,41 @@ class DockerServer(TritonServer):
         return {str(self.served_repository): {"bind": MOUNT_POINT, "mode": "ro"},
                 str(self.repository): {"bind": str(self.repository), "mode": "ro"}}
 
+    def requested_gpus(self) -> str | list[str]:
+        """"all", "none", or the ids asked for. "auto" is all the host has, and none where it has none or
+        TRITON_COURSE_DEVICE=cpu asks for the CPU."""
+        gpus = self.gpus
+        if gpus == "auto":
+            gpus = "all" if host_gpus() and not wants_cpu() else "none"
+        if gpus in ("all", "none"):
+            return gpus
+        return [str(g) for g in (gpus.split(",") if isinstance(gpus, str) else gpus or [])] or "none"
+
     def device_requests(self) -> list:
         import docker
 
-        gpus = self.gpus
-        if gpus == "auto":
-            gpus = "all" if host_gpus() else "none"
-        if gpus in ("none", None, [], ()):
-            self.notes.append("no GPU requested" + ("" if host_gpus() else ": this host has none"))
+        gpus = self.requested_gpus()
+        if gpus == "none":
+            if not host_gpus():
+                self.notes.append("no GPU requested: this host has none")
+            elif self.gpus == "auto":  # the host has GPUs, and the learner asked for the CPU
+                self.notes.append(f"no GPU requested: {DEVICE_VARIABLE}=cpu")
+            else:
+                self.notes.append("no GPU requested")
             return []
         if gpus == "all":
             self.notes.append("GPUs requested: all")
             return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        ids = [str(g) for g in gpus]
-        self.notes.append(f"GPUs requested: {', '.join(ids)}")
-        return [docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+        self.notes.append(f"GPUs requested: {', '.join(gpus)}")
+        return [docker.types.DeviceRequest(device_ids=gpus, capabilities=[["gpu"]])]
 
     def docker_run_command(self) -> str:
         """The `docker run` line that does what this server does, for the learner to read."""
-        devices = ",".join(map(str, self.gpus or []))
-        gpus = {"auto": "--gpus=all " if host_gpus() else "", "all": "--gpus=all ", "none": ""}.get(
-            self.gpus if isinstance(self.gpus, str) else "", f"--gpus='\"device={devices}\"' ")
-        ports = " ".join(f"-p {self.metrics_host if k == 'metrics' else self.host}:{self.ports.get(k, v)}:{v}"
-                         for k, v in CONTAINER_PORTS.items())
+        requested = self.requested_gpus()
+        if isinstance(requested, list):
+            requested = f"'\"device={','.join(requested)}\"'"
+        gpus = "" if requested == "none" else f"--gpus={requested} "
+        ports = " ".join(f"-p {self.bind_host(k)}:{self.ports.get(k, v)}:{v}" for k, v in CONTAINER_PORTS.items())
         mounts = " ".join(f"-v {src}:{m['bind']}:ro" for src, m in self.volumes().items())
         return (f"docker run --rm {gpus}--shm-size={self.shm_size} {ports} {mounts} {self.image} "
                 + " ".join(self.command()))
@@ -301,8 +309,7 @@ class DockerServer(TritonServer):
         self.ensure_image()
         _remove_orphaned_containers(self.client)
         name = f"triton-course-{os.getpid()}-{self.log_path.stem.rsplit('-', 1)[-1]}"
-        ports = {f"{inner}/tcp": (self.metrics_host if key == "metrics" else self.host, self.ports[key])
-                 for key, inner in CONTAINER_PORTS.items()}
+        ports = {f"{inner}/tcp": (self.bind_host(key), self.ports[key]) for key, inner in CONTAINER_PORTS.items()}
         try:
             self.container = self.client.containers.run(
                 self.image, self.command(), name=name, detach=True, ports=ports, volumes=self.volumes(),
@@ -312,10 +319,7 @@ class DockerServer(TritonServer):
             raise self._run_error(exc) from None
         self._log_thread = threading.Thread(target=self._follow_log, daemon=True)
         self._log_thread.start()
-        self._reaper = subprocess.Popen(
-            [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")), str(os.getpid()),
-             f"container:{self.container.id}", str(self.served_repository)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self._start_reaper(f"container:{self.container.id}")
 
     def _run_error(self, exc) -> CourseError:
         message = exc.explanation or str(exc)

@@ -63,8 +63,42 @@ def find_installation() -> Installation:
     return inst
 
 
+def library_dirs(installation: Installation) -> list[str]:
+    """Where the server and its python stub find their shared libraries, before the system's."""
+    libraries = [str(installation.libraries)]
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir and sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        libraries.append(libdir)  # the stub then embeds the same Python as this environment
+    return libraries
+
+
+def missing_libraries(binary: Path, extra_paths: list[str]) -> list[str]:
+    """The shared libraries `binary` needs that the loader cannot find (ldd's "not found")."""
+    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(extra_paths + [os.environ.get("LD_LIBRARY_PATH", "")]))
+    try:
+        out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, env=env, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.split()[0] for line in out.splitlines() if "not found" in line]
+
+
 class EmbeddedServer(TritonServer):
     runtime = "embedded"
+
+    @classmethod
+    def unavailable_error(cls) -> ServerStartError | None:
+        """The wheel's server must be here, and its python stub must find its libraries: without the
+        shared Python library (a pod that lost it after a restart) no model can load."""
+        try:
+            installation = find_installation()
+        except ServerStartError as exc:
+            return exc
+        missing = missing_libraries(installation.stub, extra_paths=library_dirs(installation))
+        if not missing:
+            return None
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return ServerStartError(f"The embedded Triton's python stub lacks {', '.join(missing)}.",
+                                fix=f"apt-get install libpython{version} (the shared Python library)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -114,10 +148,7 @@ class EmbeddedServer(TritonServer):
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         paths = [p for p in site.getsitepackages() + [site.getusersitepackages()] if Path(p).is_dir()]
         env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
-        libraries = [str(self.installation.libraries)]
-        libdir = sysconfig.get_config_var("LIBDIR")
-        if libdir and sysconfig.get_config_var("Py_ENABLE_SHARED"):
-            libraries.append(libdir)  # the stub then embeds the same Python as this environment
+        libraries = library_dirs(self.installation)
         env["LD_LIBRARY_PATH"] = os.pathsep.join(libraries + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
         return env
 

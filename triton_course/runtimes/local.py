@@ -25,16 +25,24 @@ def find_binary() -> Path | None:
     return None
 
 
+def _no_binary_error() -> ServerStartError:
+    return ServerStartError(
+        "No tritonserver here (not on PATH or in /opt/tritonserver).",
+        fix="Use the embedded runtime, or start the pod from nvcr.io/nvidia/tritonserver:<tag>-py3.")
+
+
 class LocalServer(TritonServer):
     runtime = "local"
+
+    @classmethod
+    def unavailable_error(cls) -> ServerStartError | None:
+        return None if find_binary() else _no_binary_error()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         found = find_binary()
         if found is None:
-            raise ServerStartError(
-                "No tritonserver binary on this machine (not on PATH, not in /opt/tritonserver).",
-                fix="Use the embedded runtime, or start the pod from nvcr.io/nvidia/tritonserver:<tag>-py3.")
+            raise _no_binary_error()
         self._binary = found
 
     def binary(self) -> Path:
