@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from triton_course.paths import course_root
 from triton_course.photos import photo, save_jpeg
 
 CLI = [sys.executable, "-m", "triton_course"]
@@ -50,14 +51,20 @@ def test_doctor_fits_one_screen_one_line_per_check_and_sums_up():
 
 
 def _fake_course(root, lessons=("00_a", "02_c"), solutions=(), copies=()):
-    """A course folder with these notebooks (no scripts/: the doctor checks student copies by name)."""
+    """A course folder with these notebooks: lessons, lab solutions with one exercise each, and the student
+    copies the generator makes of those named in `copies`."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    for folder, names in (("notebooks", lessons), ("labs/solutions", solutions), ("labs", copies)):
+    from triton_course.student_copies import student_text
+
+    for folder, names in (("notebooks", lessons), ("labs/solutions", solutions)):
         (root / folder).mkdir(parents=True, exist_ok=True)
         for name in names:
-            nbformat.write(new_notebook(cells=[new_code_cell("1")]), root / folder / f"{name}.ipynb")
+            nbformat.write(new_notebook(cells=[new_code_cell("# BEGIN SOLUTION\n1\n# END SOLUTION")]),
+                           root / folder / f"{name}.ipynb")
+    for name in copies:
+        (root / "labs" / f"{name}.ipynb").write_text(student_text(root / "labs" / "solutions" / f"{name}.ipynb"))
     (root / "models").mkdir(exist_ok=True)
     return root
 
@@ -93,6 +100,43 @@ def test_notebooks_check_finds_labs_without_student_copies_and_unreadable_notebo
     (root / "notebooks" / "01_b.ipynb").write_text("{ not json")
     check = check_notebooks(root)
     assert "not readable as notebooks: 01_b.ipynb" in check.detail and check.lessons == "all"
+
+
+def test_the_lessons_each_optional_part_changes_are_read_from_the_notebooks(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from triton_course.doctor import USED_BY, lessons_using
+
+    root = _fake_course(tmp_path / "course", ("00_a", "01_b", "02_c", "03_d", "03b_e", "05_f"))
+    uses = {"01_b": "perf_analyzer.measure(url)", "02_c": "perf_analyzer.run()", "03_d": "perf_analyzer.x",
+            "03b_e": "scaling.added_latency(lb)", "05_f": "perf_analyzer.describe()"}
+    for name, code in uses.items():
+        nbformat.write(new_notebook(cells=[new_markdown_cell("docker_client() in words only"), new_code_cell(code)]),
+                       root / "notebooks" / f"{name}.ipynb")
+    assert lessons_using("perf_analyzer", root) == "01-03, 03b, 05"
+    assert lessons_using("docker engine", root) == "none"  # markdown does not count
+    # in the course itself every part is used by some lesson, and each lesson named exists
+    lessons = {p.name.split("_")[0] for p in (course_root() / "notebooks").glob("*.ipynb")}
+    for part in USED_BY:
+        named = lessons_using(part)
+        assert named != "none", part
+        for item in named.split(", "):
+            assert set(item.split("-")) <= lessons, (part, item)
+
+
+def test_notebooks_check_names_a_solution_the_generator_cannot_use(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from triton_course.doctor import check_notebooks
+
+    root = _fake_course(tmp_path / "course", ("00_a",), ("00_lab",), ("00_lab",))
+    nbformat.write(new_notebook(cells=[new_code_cell("1")]), root / "labs" / "solutions" / "00_lab.ipynb")
+    check = check_notebooks(root)
+    assert not check.ok and check.lessons == "all"
+    assert check.detail.startswith("the student-copy generator failed: 00_lab.ipynb: no code cell has a"), check
+    assert check.fix.startswith("Fix the solution notebook it names")
 
 
 def test_notebooks_check_uses_the_generators_own_check_in_the_course():

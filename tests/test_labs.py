@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -11,6 +10,8 @@ import nbformat
 import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from triton_course import student_copies as generator
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "labs" / "solutions").glob("*.ipynb"))
@@ -22,14 +23,6 @@ UNNUMBERED_LABS = {"debugging.ipynb"}  # a lab that goes with no single lesson
 DIFFICULTY = re.compile(r"\*\*Difficulty:\*\* (★☆☆|★★☆|★★★)")
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_student_copies", ROOT / "scripts" / "make_student_copies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load_generator()
 
 
 def source(cell) -> str:
@@ -134,9 +127,7 @@ def test_generator_refuses_a_lab_without_an_exercise():
 def test_check_mode_lists_stale_missing_and_orphaned_copies(tmp_path, monkeypatch, capsys):
     labs, solutions = tmp_path / "labs", tmp_path / "labs" / "solutions"
     solutions.mkdir(parents=True)
-    monkeypatch.setattr(generator, "ROOT", tmp_path)
-    monkeypatch.setattr(generator, "LABS", labs)
-    monkeypatch.setattr(generator, "SOLUTIONS", solutions)
+    monkeypatch.setenv("TRITON_COURSE_ROOT", str(tmp_path))  # the generator works on the course root
     for name in ("01_a.ipynb", "02_b.ipynb"):
         nbformat.write(_solution("# BEGIN SOLUTION\nz = 2\n# END SOLUTION"), solutions / name)
     assert generator.main([]) == 0

@@ -7,12 +7,12 @@ change because of what is missing.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -82,7 +82,7 @@ def check_local() -> Check:
     reason = LocalServer.unavailable_reason()
     return Check("local tritonserver", reason is None, reason or str(find_binary()),
                  "Only on a pod made from NGC's Triton image (docs/pods.md, set-up 2).",
-                 required=False, lessons="08")
+                 required=False, lessons=lessons_using("local tritonserver"))
 
 
 def check_gpu() -> Check:
@@ -99,14 +99,14 @@ def check_gpu() -> Check:
             fix = "Rent a GPU pod for the GPU parts; every lesson also runs on the CPU."
         if wants_cpu():
             detail += f" ({DEVICE_VARIABLE}=cpu is set)"
-        return Check("gpu", False, detail, fix, required=False, lessons="06-08")
+        return Check("gpu", False, detail, fix, required=False, lessons=lessons_using("gpu"))
     names = "; ".join(f"GPU {g.index}: {g.name}" for g in gpus)
     if wants_cpu():  # the variable leads, so that a cut line keeps it
         return Check("gpu", False, f"{DEVICE_VARIABLE}=cpu: lessons serve on the CPU; {names}",
-                     f"Unset {DEVICE_VARIABLE} to serve on the GPU.", required=False, lessons="06-08")
+                     f"Unset {DEVICE_VARIABLE} to serve on the GPU.", required=False, lessons=lessons_using("gpu"))
     newest = ngc.newest_runnable(gpus[0].driver)  # the tag leads, so that a cut line keeps it (table: ngc.py)
     tag = f"newest NGC tag {newest.tag}-py3" if newest else "no NGC tag in the course's table"
-    return Check("gpu", True, f"driver {gpus[0].driver}, {tag}: {names}", required=False, lessons="06-08")
+    return Check("gpu", True, f"driver {gpus[0].driver}, {tag}: {names}", required=False, lessons=lessons_using("gpu"))
 
 
 def check_tensorrt() -> Check:
@@ -122,7 +122,7 @@ def check_tensorrt() -> Check:
     found = [x for x in (api, trtexec and f"trtexec at {trtexec}") if x]
     return Check("tensorrt", bool(found), "; ".join(found) or "no TensorRT Python API, no trtexec",
                  "Only on a GPU pod from NGC's Triton image; 08 runs its CPU part without it.",
-                 required=False, lessons="08")
+                 required=False, lessons=lessons_using("tensorrt"))
 
 
 def check_perf_analyzer() -> Check:
@@ -133,7 +133,7 @@ def check_perf_analyzer() -> Check:
         detail, fix = perf_analyzer.describe().removeprefix("Perf Analyzer ").split("): ")[0] + ")", ""
     else:
         _, detail, fix = problem
-    return Check("perf_analyzer", problem is None, detail, fix, required=False, lessons="07, 07b")
+    return Check("perf_analyzer", problem is None, detail, fix, required=False, lessons=lessons_using("perf_analyzer"))
 
 
 def check_prometheus() -> Check:
@@ -142,7 +142,7 @@ def check_prometheus() -> Check:
     found = find_prometheus()
     return Check("prometheus", found is not None, found or "not installed",
                  "`sudo apt-get install prometheus` (or $PROMETHEUS=path); 11 skips its part.",
-                 required=False, lessons="11")
+                 required=False, lessons=lessons_using("prometheus"))
 
 
 def check_docker() -> Check:
@@ -152,11 +152,11 @@ def check_docker() -> Check:
     reason = DockerServer.unavailable_reason()
     if reason:
         return Check("docker engine", False, reason, "`sudo systemctl start docker`. Pods have none: 04 then runs "
-                     "without it.", required=False, lessons="04")
+                     "without it.", required=False, lessons=lessons_using("docker engine"))
     client = docker_client(timeout=5)
     version = client.version().get("Version", "?")
     client.close()
-    return Check("docker engine", True, f"Docker {version}", required=False, lessons="04")
+    return Check("docker engine", True, f"Docker {version}", required=False, lessons=lessons_using("docker engine"))
 
 
 def _course_requirements() -> list[str]:
@@ -245,7 +245,7 @@ def check_notebooks(root: Path | None = None) -> Check:
     """The lessons 00..NN in sequence, each a readable notebook; every lab solution with its student copy."""
     root = root or course_root()
     # NN_topic, or NNx_topic for a lesson added after lesson NN (07b follows 07; the others keep their numbers)
-    lessons = sorted(p for p in (root / "notebooks").glob("[0-9][0-9]*_*.ipynb") if LESSON_NAME.match(p.name))
+    lessons = _lesson_paths(root)
     problems = []
     prefixes = [_lesson_prefix(p) for p in lessons]
     numbers = [int(prefix) for prefix in prefixes if prefix.isdigit()]
@@ -256,7 +256,7 @@ def check_notebooks(root: Path | None = None) -> Check:
     elif gaps:
         problems.append("lessons missing: " + ", ".join(f"{n:02d}" for n in gaps))
     solutions = sorted((root / "labs" / "solutions").glob("*.ipynb"))
-    copies = _student_copy_problems(root, solutions)
+    copies = _student_copy_problems(root)
     no_copy = [lab for kind, lab in copies if kind == "missing"]
     stale = [lab for kind, lab in copies if kind in ("stale", "orphan")]
     generator_errors = [text for kind, text in copies if kind == "error"]
@@ -273,7 +273,7 @@ def check_notebooks(root: Path | None = None) -> Check:
     detail = f"{len(lessons)} lessons{span}, {len(solutions)} labs"
     if problems:
         if generator_errors:
-            fix = "Run `python scripts/make_student_copies.py --check` and fix what it says."
+            fix = "Fix the solution notebook it names, then run `python scripts/make_student_copies.py`."
         elif (no_copy or stale) and not gaps and not unreadable:
             fix = "Run `python scripts/make_student_copies.py`."
         else:
@@ -286,24 +286,59 @@ def check_notebooks(root: Path | None = None) -> Check:
     return Check("notebooks", True, detail + (" with student copies" if solutions else ""))
 
 
-def _student_copy_problems(root: Path, solutions: list[Path]) -> list[tuple[str, str]]:
-    """(missing | stale | orphan | error, lab) from the generator's own --check; without the
-    generator, only the solutions that lack a copy."""
-    script = root / "scripts" / "make_student_copies.py"
-    if not script.is_file():
-        return [("missing", _lesson_prefix(s)) for s in solutions if not (root / "labs" / s.name).exists()]
+def _student_copy_problems(root: Path) -> list[tuple[str, str]]:
+    """(missing | stale | orphan | error, lab) from the student-copy generator (student_copies.py)."""
+    from .student_copies import MarkerError, copy_problems
+
     try:
-        out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True,
-                             timeout=120, cwd=root)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return [("error", f"generator: {exc}")]
-    found = re.findall(r"^(missing|stale|orphan):\s+labs/(\d\d[a-z]?|\S+?)[_.]", out.stdout, re.M)
-    if out.returncode != 0 and not found:
-        return [("error", (out.stderr or out.stdout).strip().splitlines()[-1][:80])]
-    return found
+        return [(kind, _lesson_prefix(path)) for kind, path in copy_problems(root)]
+    except (MarkerError, OSError, ValueError) as exc:  # a solution it cannot read or turn into exercises
+        return [("error", str(exc)[:80])]
 
 
 LESSON_NAME = re.compile(r"\d\d[a-z]?_")
+# How a lesson's code uses each optional part: the doctor names the lessons that change without it, read
+# from the notebooks, so a lesson that starts using one is named without editing this file.
+USED_BY = {
+    "docker engine": r"docker_client\(",  # lesson 13 builds DockerServer command lines, with no engine
+    "gpu": r"KIND_GPU|gpus=|served_vs_ceiling",
+    "local tritonserver": r'runtime="local"|LocalServer',
+    "tensorrt": r"\btensorrt\b",
+    "perf_analyzer": r"perf_analyzer\.|scaling\.added_latency",  # lesson 14 measures HAProxy with it
+    "prometheus": r"[Pp]rometheus",
+}
+
+
+def _lesson_paths(root: Path) -> list[Path]:
+    """notebooks/NN_topic.ipynb (or NNx_topic for a lesson added after lesson NN), in order."""
+    return sorted(p for p in (root / "notebooks").glob("[0-9][0-9]*_*.ipynb") if LESSON_NAME.match(p.name))
+
+
+@functools.lru_cache(maxsize=4)
+def _lesson_code(root: Path) -> dict[str, str]:
+    """Lesson prefix -> the source of its code cells (an unreadable notebook: none)."""
+    code = {}
+    for path in _lesson_paths(root):
+        try:
+            cells = json.loads(path.read_text())["cells"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        code[_lesson_prefix(path)] = "\n".join("".join(c["source"]) for c in cells if c.get("cell_type") == "code")
+    return code
+
+
+def lessons_using(part: str, root: Path | None = None) -> str:
+    """The lessons whose code uses `part` (a key of USED_BY): "07, 07b, 14"; a run of three or more
+    consecutive lessons as a range ("04-08"); "none" when no lesson does."""
+    found = [prefix for prefix, code in _lesson_code(root or course_root()).items() if re.search(USED_BY[part], code)]
+    runs: list[list[str]] = []
+    for prefix in found:
+        follows = runs and prefix.isdigit() and runs[-1][-1].isdigit() and int(prefix) == int(runs[-1][-1]) + 1
+        if follows:
+            runs[-1].append(prefix)
+        else:
+            runs.append([prefix])
+    return ", ".join(", ".join(run) if len(run) < 3 else f"{run[0]}-{run[-1]}" for run in runs) or "none"
 
 
 def _lesson_prefix(path: Path) -> str:
