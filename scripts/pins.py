@@ -3,7 +3,7 @@
     python scripts/pins.py torch          # every pin but PyTorch's
 
 Used by scripts/setup.sh (a pod's own CUDA PyTorch stands in for the pinned one) and
-scripts/gpu_wheels.sh (wheels for the GPU machine). Runs on Python 3.10 too (pip's own TOML reader).
+scripts/gpu/gpu_wheels.sh (wheels for the GPU machine). Runs on Python 3.10 too (pip's own TOML reader).
 """
 
 import re

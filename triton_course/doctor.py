@@ -161,7 +161,7 @@ def check_docker() -> Check:
 
 def _course_requirements() -> list[str]:
     """The pins of the installed course, or of pyproject.toml when the checkout is used without installing
-    it (a machine without internet, where scripts/gpu_env.sh puts it on the path)."""
+    it (a machine without internet, where scripts/gpu/gpu_env.sh puts it on the path)."""
     try:
         return metadata.requires("triton-course") or []
     except metadata.PackageNotFoundError:
@@ -178,7 +178,7 @@ def check_packages() -> Check:
     from packaging.requirements import Requirement
 
     # Packages the machine provides in place of the pins, named on purpose (a pod's own CUDA build of
-    # PyTorch: scripts/setup.sh writes <env>/machine-packages.txt, scripts/gpu_env.sh sets
+    # PyTorch: scripts/setup.sh writes <env>/machine-packages.txt, scripts/gpu/gpu_env.sh sets
     # TRITON_COURSE_MACHINE_PACKAGES): reported, not counted as missing.
     named = os.environ.get("TRITON_COURSE_MACHINE_PACKAGES", "").split(",")
     listed = Path(sys.prefix) / MACHINE_PACKAGES_FILE

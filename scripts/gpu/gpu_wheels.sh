@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Run on a machine that reaches PyPI: downloads what scripts/gpu_env.sh installs on the GPU machine
+# Run on a machine that reaches PyPI: downloads what scripts/gpu/gpu_env.sh installs on the GPU machine
 # (Python 3.12, manylinux x86_64) into .carry/, in folders small enough to carry one per transfer.
 # The GPU machine keeps its own PyTorch; numpy 1.26.4 replaces its numpy 2 for Triton's python stub.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 pins() { python3 scripts/pins.py "$@"; }
 download() { python3 -m pip download --quiet --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

@@ -1,6 +1,6 @@
-"""Turn the folders scripts/gpu_check.sh wrote into a Markdown record of the GPU run.
+"""Turn the folders scripts/gpu/gpu_check.sh wrote into a Markdown record of the GPU run.
 
-    python scripts/gpu_summary.py OUTDIR [OUTDIR ...] > docs/gpu_check.md
+    python scripts/gpu/gpu_summary.py OUTDIR [OUTDIR ...] > docs/gpu_check.md
 
 Per notebook: cells passed/failed/skipped and seconds; per test file the same; the GPU and the evidence that
 it was used (utilisation and memory from nvidia-smi, and which processes held GPU memory). Give the folders
@@ -50,7 +50,7 @@ def per_file(folders: list[Path]) -> dict[str, dict]:
 
 
 def not_run(rows: dict[str, dict]) -> list[str]:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     everything = [*root.glob("tests/test_*.py"), *root.glob("notebooks/*.ipynb"), *root.glob("labs/solutions/*.ipynb")]
     return sorted(str(p.relative_to(root)) for p in everything if str(p.relative_to(root)) not in rows)
 
@@ -93,7 +93,7 @@ def main(folders: list[Path]) -> str:
                     for suite in ET.parse(folder / "junit.xml").getroot().iter("testsuite")})
     out = ["# The course on a GPU: the recorded run", "",
            f"GPU: {gpu}. Date: {', '.join(dates)}.", "",
-           "Made by `scripts/gpu_check.sh` (see its header for the set-up) and `scripts/gpu_summary.py`.", "",
+           "Made by `scripts/gpu/gpu_check.sh` (see its header for the set-up) and `scripts/gpu/gpu_summary.py`.", "",
            "## Result", "",
            f"{total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped; "
            f"{total['seconds'] / 60:.1f} minutes of tests.", ""]

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Several parts of scripts/gpu_check.sh at once, for a GPU machine that caps how long one command may run
+# Several parts of scripts/gpu/gpu_check.sh at once, for a GPU machine that caps how long one command may run
 # (the project's H100 box: 10 minutes):
-#   bash scripts/gpu_check_split.sh OUTDIR "PATHS OF PART 1" "PATHS OF PART 2" ...
+#   bash scripts/gpu/gpu_check_split.sh OUTDIR "PATHS OF PART 1" "PATHS OF PART 2" ...
 # Each part runs in its own copy of the checkout (TRITON_COURSE_ROOT) with its own cache folder, so that no
 # two parts share a workspace or a served repository (a lab and its student copy write the same folder).
 # Part N writes OUTDIR/N/ (see gpu_check.sh) and OUTDIR/N.log; the exit status is 1 if any part failed.
 # Where no such cap exists, run gpu_check.sh once on everything instead.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-out=$(realpath -m "${1:?usage: bash scripts/gpu_check_split.sh OUTDIR \"PATHS...\" [\"PATHS...\" ...]}")
+cd "$(dirname "$0")/../.."
+out=$(realpath -m "${1:?usage: bash scripts/gpu/gpu_check_split.sh OUTDIR \"PATHS...\" [\"PATHS...\" ...]}")
 shift
 [ $# -gt 0 ] || { echo "gpu_check_split: name at least one part" >&2; exit 2; }
-# shellcheck source=scripts/gpu_env.sh
-source scripts/gpu_env.sh  # installs the wheels once, before the parts start
+# shellcheck source=scripts/gpu/gpu_env.sh
+source scripts/gpu/gpu_env.sh  # installs the wheels once, before the parts start
 "$PY" -m triton_course prepare  # the weights too: every copy gets them built
 mkdir -p "$out"
 pids=()
@@ -24,7 +24,7 @@ for paths in "$@"; do
     ln -s "$PWD/.carry" "$copy/.carry"
     # shellcheck disable=SC2086  # each part's paths are split into words on purpose
     (cd "$copy" && TRITON_COURSE_ROOT=$copy XDG_CACHE_HOME=$copy/.cache \
-        bash scripts/gpu_check.sh "$out/$part" $paths > "$out/$part.log" 2>&1) &
+        bash scripts/gpu/gpu_check.sh "$out/$part" $paths > "$out/$part.log" 2>&1) &
     pids+=($!)
     echo "gpu_check_split: part $part ($paths) in $copy"
 done

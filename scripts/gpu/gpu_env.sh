@@ -10,7 +10,7 @@
 #   .carry/gpu1, gpu2, ...  the rest of pyproject's pins and the test tools (pytest, nbval, ipykernel,
 #                    matplotlib, JupyterLab, ...), at most 50 MB each
 #   .carry/prometheus  a prometheus binary (it needs only libc; 50 MB: carry it on its own)
-# scripts/gpu_wheels.sh downloads them all. The machine's own PyTorch stands in for the pinned one
+# scripts/gpu/gpu_wheels.sh downloads them all. The machine's own PyTorch stands in for the pinned one
 # (TRITON_COURSE_MACHINE_PACKAGES tells the doctor so).
 # They go into .carry/site. A virtual environment, .carry/venv, lists .carry/site, then the machine's
 # packages (PyTorch), then the course in a .pth file: Triton's python stub finds its packages through

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The course's test suite on a GPU machine with no internet (the project's H100 box), with evidence that
-# the GPU was used: bash scripts/gpu_check.sh OUTDIR [PYTEST PATHS...]   (default: tests notebooks labs/solutions)
-# Needs the wheels of scripts/gpu_wheels.sh in .carry/ (see scripts/gpu_env.sh). Writes to OUTDIR:
+# the GPU was used: bash scripts/gpu/gpu_check.sh OUTDIR [PYTEST PATHS...]   (default: tests notebooks labs/solutions)
+# Needs the wheels of scripts/gpu/gpu_wheels.sh in .carry/ (see scripts/gpu/gpu_env.sh). Writes to OUTDIR:
 # gpu.txt (the GPU), nvidia-smi.csv (utilisation and memory every 0.5 s), gpu-processes.csv (which processes
-# held GPU memory, every 2 s), junit.xml and pytest.txt; scripts/gpu_summary.py turns them into a report.
+# held GPU memory, every 2 s), junit.xml and pytest.txt; scripts/gpu/gpu_summary.py turns them into a report.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-out=$(realpath -m "${1:?usage: bash scripts/gpu_check.sh OUTDIR [PYTEST PATHS...]}")
+cd "$(dirname "$0")/../.."
+out=$(realpath -m "${1:?usage: bash scripts/gpu/gpu_check.sh OUTDIR [PYTEST PATHS...]}")
 shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(tests notebooks labs/solutions)
-# shellcheck source=scripts/gpu_env.sh
-source scripts/gpu_env.sh
+# shellcheck source=scripts/gpu/gpu_env.sh
+source scripts/gpu/gpu_env.sh
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/gpu.txt"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 \

@@ -4,13 +4,13 @@
 # wheels brought along, runs scripts/benchmark_serving.py on CUDA (perf_analyzer included), and
 # samples nvidia-smi meanwhile as evidence that the GPU did the work.
 #
-#   scripts/gpu_benchmark.sh [OUT_DIR] [benchmark options]   (wheels in .carry: see scripts/gpu_env.sh)
+#   scripts/gpu/gpu_benchmark.sh [OUT_DIR] [benchmark options]   (wheels in .carry: see scripts/gpu/gpu_env.sh)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 out=${1:-${OUT:-gpu-results}}
 mkdir -p "$out"
-# shellcheck source=scripts/gpu_env.sh
-source scripts/gpu_env.sh
+# shellcheck source=scripts/gpu/gpu_env.sh
+source scripts/gpu/gpu_env.sh
 
 nvidia-smi --query-gpu=timestamp,name,utilization.gpu,memory.used --format=csv -l 1 > "$out/nvidia-smi.csv" &
 sampler=$!
