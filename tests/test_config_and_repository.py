@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triton_course import ConfigError, artifact, models_dir
+from triton_course import ConfigError, artifact, gpu, models_dir
 from triton_course.model_config import (
     ModelInstanceGroup,
     build_config,
@@ -17,7 +17,8 @@ from triton_course.model_config import (
     to_text,
 )
 from triton_course.paths import MODEL_NAME
-from triton_course.repository import add_model, add_version, readable_by_server, served_copy, write_config, write_file
+from triton_course.repository import add_model, add_version, readable_by_server, write_config, write_file
+from triton_course.runtimes.stand_in import served_copy
 
 
 def test_committed_reference_config_is_what_the_code_builds():
@@ -139,8 +140,7 @@ def test_readable_by_server_follows_permission_bits(tmp_path):
 def test_a_gpu_serves_model_pt_with_the_pytorch_runner(tmp_path, reference_repo, monkeypatch, instance_kind,
                                                         expect_gpu):
     # Pretend PyTorch sees a GPU: the choice is made from the files and the config, and said in the notes.
-    from triton_course import repository
-    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    monkeypatch.setattr(gpu, "torch_device_name", lambda: "Test GPU")
     config = artifact.reference_config()
     if instance_kind:
         config.instance_group.add(kind=ModelInstanceGroup.Kind.Value(instance_kind), count=2)
@@ -161,8 +161,7 @@ def test_a_gpu_serves_model_pt_with_the_pytorch_runner(tmp_path, reference_repo,
 
 
 def test_without_model_pt_in_every_version_the_onnx_runner_serves(tmp_path, reference_repo, monkeypatch):
-    from triton_course import repository
-    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    monkeypatch.setattr(gpu, "torch_device_name", lambda: "Test GPU")
     repo = tmp_path / "repo"
     model_dir = add_model(repo, artifact.reference_config(), artifact.onnx_path(reference_repo))
     (model_dir / "1" / "model.pt").symlink_to(artifact.torchscript_path(reference_repo))
@@ -176,8 +175,7 @@ def test_without_model_pt_in_every_version_the_onnx_runner_serves(tmp_path, refe
 
 def test_the_reference_onnx_alone_is_served_from_its_torchscript_on_a_gpu(tmp_path, reference_repo, monkeypatch):
     # Lessons copy only model.onnx; byte for byte the reference network, so the reference model.pt serves it.
-    from triton_course import repository
-    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    monkeypatch.setattr(gpu, "torch_device_name", lambda: "Test GPU")
     repo = tmp_path / "repo"
     add_model(repo, artifact.reference_config(), artifact.onnx_path(reference_repo))
     add_version(repo, MODEL_NAME, 2, artifact.onnx_path(reference_repo))
@@ -192,7 +190,7 @@ def test_the_reference_onnx_alone_is_served_from_its_torchscript_on_a_gpu(tmp_pa
     write_config(repo / MODEL_NAME, threads)
     served, notes = served_copy(repo, ["python"], tmp_path / "served")
     assert "onnx_model_filename" in read_config(served / MODEL_NAME / "config.pbtxt").parameters
-    monkeypatch.setattr(repository, "cuda_device_name", lambda: None)  # no GPU: the ONNX runner, no model.pt
+    monkeypatch.setattr(gpu, "torch_device_name", lambda: None)  # no GPU: the ONNX runner, no model.pt
     served, notes = served_copy(repo, ["python"], tmp_path / "served")
     assert "onnx_model_filename" in read_config(served / MODEL_NAME / "config.pbtxt").parameters
     assert not (served / MODEL_NAME / "1" / "model.pt").exists() and "python-backend runner" in notes[0]

@@ -4,10 +4,11 @@ its CUDA graphs cover, and (on a machine with a GPU) its answers against onnxrun
 import numpy as np
 import pytest
 
-from triton_course import artifact, repository, start_server
+from triton_course import artifact, gpu, repository, start_server
 from triton_course.model_config import ModelInstanceGroup
 from triton_course.photos import PHOTOS, photo, preprocess
 from triton_course.runner.torch_graphs import buckets, requested_precision
+from triton_course.runtimes import stand_in
 
 # How far the GPU's logits (about -5 to 15 for the course photos) may be from onnxruntime's on the CPU, per
 # precision the runner serves: in FP32 cuDNN's fastest kernels (picked per batch size) add in another order;
@@ -49,19 +50,19 @@ def test_every_batch_size_up_to_max_has_a_bucket():
 
 
 def test_the_served_copy_says_at_which_precision_the_gpu_serves(tmp_path, reference_repo, monkeypatch):
-    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    monkeypatch.setattr(gpu, "torch_device_name", lambda: "Test GPU")
     config = artifact.reference_config()
     config.name = "fp16"
     accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
     accelerator.parameters["precision_mode"] = "FP16"
     repository.add_model(tmp_path / "repo", config, artifact.onnx_path(reference_repo))
-    served, notes = repository.served_copy(tmp_path / "repo", ["python"], tmp_path / "served")
+    served, notes = stand_in.served_copy(tmp_path / "repo", ["python"], tmp_path / "served")
     assert "at FP16 as the config asks TensorRT (precision_mode); batches replayed from CUDA graphs" in notes[0]
     assert (served / "fp16" / "1" / "torch_graphs.py").exists()
 
     accelerator.parameters["precision_mode"] = "INT8"
     repository.write_config(tmp_path / "repo" / "fp16", config)
-    _, notes = repository.served_copy(tmp_path / "repo", ["python"], tmp_path / "served")
+    _, notes = stand_in.served_copy(tmp_path / "repo", ["python"], tmp_path / "served")
     assert "it will refuse to load: precision_mode 'INT8'" in notes[0]
 
 

@@ -5,10 +5,11 @@ quarter of the bytes per request."""
 import numpy as np
 import pytest
 
-from triton_course import artifact, repository, start_server
+from triton_course import artifact, gpu, repository, start_server
 from triton_course.errors import InferenceError
 from triton_course.inference import infer, request_bytes
 from triton_course.photos import PHOTOS, photo, pixels, preprocess
+from triton_course.runtimes import stand_in
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,10 @@ def test_floats_sent_to_the_pixels_model_are_refused_by_triton_with_the_type_it_
 
 
 def test_the_served_copy_finds_the_pixels_models_torchscript_for_the_gpu(tmp_path, reference_repo, monkeypatch):
-    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    monkeypatch.setattr(gpu, "torch_device_name", lambda: "Test GPU")
     artifact.ensure_torchscript(pixels=True)
     config = artifact.reference_config(pixels=True)
     repository.add_model(tmp_path / "repo", config, artifact.ensure_onnx(pixels=True))
-    served, notes = repository.served_copy(tmp_path / "repo", ["python"], tmp_path / "served")
+    served, notes = stand_in.served_copy(tmp_path / "repo", ["python"], tmp_path / "served")
     model_pt = served / artifact.PIXELS_MODEL_NAME / "1" / "model.pt"
     assert model_pt.resolve() == artifact.torchscript_path(pixels=True).resolve(), notes

@@ -105,8 +105,10 @@ def test_rolling_upgrade_under_load_fails_no_request(lb, pair, repo):
 @pytest.mark.server
 @needs_haproxy
 @pytest.mark.skipif(perf_analyzer.unavailable_reason() is not None, reason="perf_analyzer cannot run here")
-def test_added_latency_measures_both_sides_of_the_same_server(lb, pair):
-    rows = scaling.added_latency(lb, pair[0], IMAGE, seconds=3)
+def test_added_latency_measures_both_sides_of_the_same_server(lb, pair, capsys):
+    rows = scaling.added_latency(lb, pair[0], IMAGE, seconds=3, progress="direct vs HAProxy")
+    bar = capsys.readouterr().err  # tqdm writes to stderr outside a notebook
+    assert "direct vs HAProxy: 100%" in bar and "5/5" in bar, bar  # the loadgen pair, then 2 x 2 perf_analyzer runs
     assert [r["tool"] for r in rows] == ["loadgen", "perf_analyzer"]
     for row in rows:
         assert row["errors"] == 0 and row["direct p50 ms"] > 0 and row["via HAProxy p50 ms"] > 0

@@ -6,7 +6,17 @@ import matplotlib
 import numpy as np
 import pytest
 
-from triton_course import MODEL_NAME, ModelLoadError, artifact, explorers, loadgen, repository, start_server, tuning
+from triton_course import (
+    MODEL_NAME,
+    ModelLoadError,
+    artifact,
+    explorers,
+    gpu,
+    loadgen,
+    repository,
+    start_server,
+    tuning,
+)
 from triton_course.inference import classify
 from triton_course.model_config import ModelConfig, ModelInstanceGroup, parse_config, to_text
 from triton_course.photos import photo, preprocess
@@ -256,7 +266,7 @@ def test_torch_runner_serves_torchscript_on_cpu(srv, repo, tmp_path, base):
 def test_pytorch_runner_checks_a_config_written_for_model_onnx(srv, repo, base, monkeypatch):
     # On a GPU the PyTorch runner serves the reference model.onnx's network; a config mistake must still
     # fail the load as it does with onnxruntime. Run here on the CPU: KIND_MODEL lets the runner use it.
-    monkeypatch.setattr(repository, "cuda_device_name", lambda: "Test GPU")
+    monkeypatch.setattr(gpu, "torch_device_name", lambda: "Test GPU")
     good = _named(base, "torch_checked")
     good.instance_group.add(kind=ModelInstanceGroup.KIND_MODEL, count=1)
     model_dir = add_model(repo, good, artifact.ensure_onnx(), labels=artifact.labels())

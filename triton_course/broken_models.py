@@ -22,6 +22,7 @@ from .ensemble import POSTPROCESS, postprocess_config
 from .model_config import ModelConfig, build_config, copy_config, tensor, to_text
 from .paths import MODEL_NAME
 from .repository import add_model, write_config, write_file
+from .runtimes.stand_in import runner_source
 
 CLASSIFIER = MODEL_NAME  # the good model the ensemble calls
 
@@ -67,7 +68,7 @@ def build(repository: str | Path) -> Path:
     repository.mkdir(parents=True)
     # The good models the ensemble calls.
     add_model(repository, classifier_config(CLASSIFIER), ensure_onnx(), labels=labels())
-    write_file(repository / POSTPROCESS / "1" / "model.py", _runner_source("postprocess_model.py"))
+    write_file(repository / POSTPROCESS / "1" / "model.py", runner_source("postprocess_model.py"))
     write_file(repository / POSTPROCESS / "labels.txt", "\n".join(labels()) + "\n")
     write_config(repository / POSTPROCESS, postprocess_config(top_k=3))
     for m in MISTAKES:
@@ -121,12 +122,6 @@ def ensemble_config(name: str, *, classifier_writes: str = "logits", postprocess
     steps.add(model_name=POSTPROCESS, model_version=-1, input_map={OUTPUT_NAME: postprocess_reads},
               output_map={"labels": "labels", "scores": "scores"})
     return config
-
-
-def _runner_source(filename: str) -> str:
-    from importlib import resources
-
-    return resources.files("triton_course.runner").joinpath(filename).read_text()
 
 
 def remove(folder: str | Path) -> None:

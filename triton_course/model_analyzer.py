@@ -31,9 +31,9 @@ from . import perf_analyzer
 from .errors import CourseError
 from .model_config import ModelConfig, copy_config, read_config
 from .paths import MODEL_NAME
-from .repository import served_copy
 from .runtimes.base import free_port
 from .runtimes.embedded import EmbeddedServer
+from .runtimes.stand_in import served_copy
 
 VERSION = "1.58.0"  # the triton-model-analyzer release pyproject.toml pins
 RESULTS_CSV = "metrics-model-inference.csv"  # one row per configuration and concurrency, under export/results

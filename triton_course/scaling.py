@@ -200,7 +200,7 @@ def restart(server):
 
 
 def added_latency(balancer: Balancer, server, inputs: np.ndarray, *, rate: float = 20.0, seconds: float = 5.0,
-                  repeats: int = 2) -> list[dict]:
+                  repeats: int = 2, progress: str | None = None) -> list[dict]:
     """What going through HAProxy adds to each request, to `server` directly against through `balancer` (its other
     servers in maintenance meanwhile, so both reach the same Triton). Two tools, one row each:
 
@@ -209,9 +209,15 @@ def added_latency(balancer: Balancer, server, inputs: np.ndarray, *, rate: float
     - perf_analyzer (gRPC, one request in flight, windows stable within 20 % on a shared machine): direct and
       through HAProxy one after the other, `repeats` times, medians compared. Two closed loops at once on one
       server would mostly wait for each other's requests, which would hide the difference.
+
+    With `progress` (a label), a progress bar (tqdm) counts the runs: the load generator's pair, then each
+    perf_analyzer run.
     """
+    from tqdm.auto import tqdm
+
     from . import perf_analyzer
 
+    bar = tqdm(total=1 + 2 * repeats, desc=progress, unit="run", disable=not progress)
     others = [s for s in balancer.servers if s is not server]
     for other in others:
         balancer.maint(other)
@@ -235,13 +241,16 @@ def added_latency(balancer: Balancer, server, inputs: np.ndarray, *, rate: float
         for result in measured.values():
             if isinstance(result, Exception):
                 raise result
+        bar.update()
         perf = {side: [] for side in sides}
         for _ in range(repeats):
             for side, (_, grpc_address) in sides.items():
                 # up to 30 windows: on a busy machine three that agree within 20 % can take more than 10
                 perf[side].append(perf_analyzer.measure(grpc_address, model=balancer.model, label=side,
                                                         measurement_ms=2000, stability_percent=20, max_trials=30))
+                bar.update()
     finally:
+        bar.close()
         for other in others:
             balancer.ready(other)
         for other in others:

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from .. import repository as model_repository
+from .. import gpu as gpu_probe
 from ..errors import (
     CourseError,
     ModelLoadError,
@@ -35,7 +35,8 @@ from ..errors import (
 )
 from ..model_config import serves_onnx
 from ..paths import cache_dir, models_dir
-from ..repository import readable_by_server, runner_config, served_copy, served_on_gpu
+from ..repository import readable_by_server
+from .stand_in import runner_config, served_copy, served_on_gpu
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
 EXIT_TIMEOUT_SECONDS = 5
@@ -555,13 +556,13 @@ class TritonServer:
         instance group. A python model's own code picks its device, so it counts as CPU here."""
         copy = self.served_repository / model if self.served_repository is not None else None
         if copy is not None and copy.is_dir() and not copy.is_symlink():
-            return model_repository.cuda_device_name() if served_on_gpu(copy) else None
+            return gpu_probe.torch_device_name() if served_on_gpu(copy) else None
         with self.http_client() as client:
             config = client.get_model_config(model)
         if config.get("backend") == "python":
             return None
         kinds = {group.get("kind") for group in config.get("instance_group", [])}
-        return (model_repository.cuda_device_name() or "a GPU") if "KIND_GPU" in kinds else None
+        return (gpu_probe.torch_device_name() or "a GPU") if "KIND_GPU" in kinds else None
 
     def _runner_serves(self, config) -> bool:
         """Whether an ONNX config must be served by the course's python runner on this server."""

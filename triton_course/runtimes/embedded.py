@@ -1,7 +1,7 @@
 """The real Triton binary that ships inside the nvidia-pytriton wheel: no Docker, no download.
 
 That build has one backend, python. The course serves ONNX models on it through its
-python-backend runner (see repository.served_copy); on a GPU the runner uses it.
+python-backend runner (see runtimes/stand_in.py); on a GPU the runner uses it.
 """
 
 from __future__ import annotations
