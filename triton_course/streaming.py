@@ -380,7 +380,10 @@ def send_frame(http_address: str, frame: np.ndarray, sequence_id: int, *, start:
                              triton_said=exc.message(), fix=known_fix(exc.message())) from None
     finally:
         client.close()
-    value = lambda name: result.as_numpy(name).reshape(-1)[0]  # noqa: E731
+
+    def value(name):
+        return result.as_numpy(name).reshape(-1)[0]
+
     return {"frame": value("frame_label").decode(), "smoothed": value("smoothed_label").decode(),
             "score": round(float(value("smoothed_score")), 2), "frames": int(value("frames")),
             "sequences_held": int(value("sequences_held"))}
