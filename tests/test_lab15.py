@@ -77,12 +77,16 @@ def test_a_right_decoupled_execute_passes(server):
                      "'one'], in that order"),
     (returns_responses, "Triton said: Failed to process the request(s) for model 'words_0', message: Python model "
                         "'words_0' is using the decoupled mode and the execute function must return None."),
-    (wrong_output_name, "Streaming 'tokens arrive one by one': the final flag came, but no response held a word."),
+    (wrong_output_name, ("Streaming 'tokens arrive one by one': the final flag came, but no response held a word.",
+                         # on the H200 machine (Ubuntu 24.04, Python 3.12) the python stub died on that response
+                         # ("Stub process 'words_0' is not healthy"): the hint names the same mistake
+                         "a response whose output is not a pb_utils.Tensor named 'WORD'")),
     ("def execute(requests, pb_utils): ...", "Pass your function, not str."),
 ], ids=["no_final_flag", "one_response", "wrong_order", "returns_list", "wrong_output", "text"])
 def test_decoupled_mistakes_are_named(server, answer, message):
     verdict = lab15.check_decoupled(server, answer)
-    assert not verdict.ok and message in repr(verdict), repr(verdict)
+    messages = (message,) if isinstance(message, str) else message
+    assert not verdict.ok and any(m in repr(verdict) for m in messages), repr(verdict)
 
 
 def right_totals(requests, pb_utils, state):

@@ -123,6 +123,20 @@ def test_a_model_name_model_analyzer_cannot_find_quotes_it(reference_repo, tmp_p
     assert not _servers()
 
 
+def test_a_gpu_machine_without_dcgm_is_named_with_what_installs_it(tmp_path):
+    """The end of Model Analyzer's log on an H200 machine without DCGM (it loads DCGM whenever CUDA is visible)."""
+    log = ('  File "/site/model_analyzer/monitor/dcgm/dcgm_structs.py", line 691, in _dcgmCheckReturn\n'
+           "    raise DCGMError(ret)\n"
+           "model_analyzer.monitor.dcgm.dcgm_structs.DCGMError_LibraryNotFound: DCGM library could not be found\n")
+    (tmp_path / MODEL_NAME).mkdir()
+    (tmp_path / MODEL_NAME / "config.pbtxt").write_text("")
+    error = model_analyzer._failure("_dcgmCheckReturn(DCGM_ST_LIBRARY_NOT_FOUND)\n" + log, 1, tmp_path, MODEL_NAME,
+                                    tmp_path / "model_analyzer.log")
+    assert "needs NVIDIA DCGM (libdcgm.so), which is not installed here" in str(error)
+    assert "DCGM library could not be found" in str(error)  # Model Analyzer's own words
+    assert "datacenter-gpu-manager" in str(error) and "-py3-sdk" in str(error)
+
+
 def test_missing_perf_analyzer_says_what_installs_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PERF_ANALYZER", str(tmp_path / "perf_analyzer"))  # nothing there
     with pytest.raises(model_analyzer.ModelAnalyzerError) as error:

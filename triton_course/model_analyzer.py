@@ -376,6 +376,15 @@ def _failure(log_text: str, code: int, repository, model: str, log_path: Path) -
         return ModelAnalyzerError(f"Model Analyzer does not know the key(s) {', '.join(bad)} in its config.",
                                   triton_said=message,
                                   fix="Spell the keys as docs/config.md of Model Analyzer does (with underscores).")
+    if "DCGM_ST_LIBRARY_NOT_FOUND" in log_text:
+        # It loads NVIDIA DCGM whenever CUDA is visible (model_analyzer/device/gpu_device_factory.py); a pip
+        # install brings no DCGM (Model Analyzer's docs/install.md). Seen on an H200 machine without it.
+        return ModelAnalyzerError("Model Analyzer could not start: this machine has a GPU, and Model Analyzer then "
+                                  "needs NVIDIA DCGM (libdcgm.so), which is not installed here.",
+                                  triton_said=message,
+                                  fix="Install DCGM (the datacenter-gpu-manager package from NVIDIA's CUDA "
+                                      "repository), or use Triton's SDK image "
+                                      "(nvcr.io/nvidia/tritonserver:<tag>-py3-sdk), which has it.")
     if load_failed:
         return ModelAnalyzerError(f"The model '{model}' failed to load when Model Analyzer started it.",
                                   triton_said=message,
