@@ -62,6 +62,8 @@ def parse_args() -> argparse.Namespace:
                         help="compare the load generator with perf_analyzer (on: it must run here)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per tool in the comparison")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--only", choices=["pixels"], default=None,
+                        help="pixels: part 4 alone (FP32 input vs uint8 pixels on one dynamic-batching server)")
     args = parser.parse_args()
     if args.device is None:
         import torch
@@ -89,8 +91,8 @@ def machine_gpu() -> str:
     return torch.cuda.get_device_name(0)
 
 
-def build_repository(repo: Path, args) -> None:
-    for name in MODELS + ((FP16_MODEL,) if args.device == "cuda" else ()):
+def build_repository(repo: Path, args, names: tuple[str, ...] | None = None) -> None:
+    for name in names or MODELS + ((FP16_MODEL,) if args.device == "cuda" else ()):
         config = artifact.reference_config(max_batch_size=args.max_batch_size)
         config.name = name
         if name.startswith("dynamic_batching"):
@@ -213,6 +215,19 @@ def pixels_vs_floats(urls: dict, args) -> list[dict]:
     return rows
 
 
+def pixels_only(args, report: dict) -> None:
+    """Part 4 alone: one server with dynamic_batching and its uint8 pixels variant."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.device == "cuda":
+            args.torchscript = artifact.export_torchscript(tmp / "model.pt")
+        build_repository(tmp / "repo", args, names=("dynamic_batching",))
+        with start_server(tmp / "repo") as server:
+            print(f"\nServer: {server.summary()}")
+            report["pixels_vs_floats"] = pixels_vs_floats({"grpc": server.grpc_address}, args)
+            report["server"] = server.summary()
+
+
 def main() -> None:
     args = parse_args()
     if args.perf_analyzer == "on" and perf_analyzer.find_binary() is None:
@@ -222,6 +237,14 @@ def main() -> None:
     print(report["machine"])
     if args.perf_analyzer == "on":
         print(perf_analyzer.describe())
+    if args.only == "pixels":
+        if args.perf_analyzer != "on":
+            raise SystemExit("--only pixels measures with perf_analyzer: leave --perf-analyzer on")
+        pixels_only(args, report)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1, default=str))
+            print(f"\nWrote {args.json}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.device == "cuda":

@@ -15,5 +15,5 @@ source scripts/gpu/gpu_env.sh
 nvidia-smi --query-gpu=timestamp,name,utilization.gpu,memory.used --format=csv -l 1 > "$out/nvidia-smi.csv" &
 sampler=$!
 trap 'kill $sampler 2>/dev/null || true' EXIT
-"$PY" scripts/benchmark_serving.py --device cuda --json "$out/benchmark.json" "${@:2}" 2>&1 | tee "$out/benchmark.txt"
+PERF_ANALYZER=$PERF_ANALYZER_2_60 "$PY" scripts/benchmark_serving.py --device cuda --json "$out/benchmark.json" "${@:2}" 2>&1 | tee "$out/benchmark.txt"
 echo "GPU utilisation while it ran (nvidia-smi, 1 s samples): max $(cut -d, -f3 "$out/nvidia-smi.csv" | grep -o '[0-9]*' | sort -n | tail -1) %"

@@ -10,19 +10,29 @@
 #   .carry/gpu1, gpu2, ...  the rest of pyproject's pins and the test tools (pytest, nbval, ipykernel,
 #                    matplotlib, JupyterLab, ...), at most 50 MB each
 #   .carry/prometheus  a prometheus binary (it needs only libc; 50 MB: carry it on its own)
-# scripts/gpu/gpu_wheels.sh downloads them all. The machine's own PyTorch stands in for the pinned one
+#   .carry/haproxy   Debian's haproxy with its libraries and a wrapper; .carry/downloads  what
+#                    `triton-course prepare` downloads (Perf Analyzer 2.51's wheel, lesson 15's textgenrnn sdist)
+# scripts/gpu/gpu_wheels.sh downloads them all, and packs them (the wheels installed) into .carry/transfer/NN/,
+# 46 MB each, which need fewer transfers: gather those on the GPU machine and set GPU_PACK to that folder. The machine's own PyTorch stands in for the pinned one
 # (TRITON_COURSE_MACHINE_PACKAGES tells the doctor so).
 # They go into .carry/site. A virtual environment, .carry/venv, lists .carry/site, then the machine's
 # packages (PyTorch), then the course in a .pth file: Triton's python stub finds its packages through
 # the Python first on PATH and ignores PYTHONPATH's order, and it needs numpy 1.x (the embedded
 # Triton's python backend returns empty outputs under numpy 2), so numpy 1.26.4 must come first there,
 # with the onnx and onnxruntime the course pins (the machine's newer ones need numpy 2).
-# Sets PY (the venv's python) and PERF_ANALYZER, and puts the venv first on PATH.
+# Sets PY (the venv's python) and PERF_ANALYZER_2_60 (the perf-analyzer pip package's program, which the
+# serving benchmark uses), and puts the venv first on PATH. The course's own Perf Analyzer 2.51 is installed by
+# `triton-course prepare`, as on every machine.
 set -euo pipefail
 machine_python=${MACHINE_PYTHON:-/opt/torch/.venv/bin/python}
 site=$PWD/.carry/site
 venv=$PWD/.carry/venv
 
+# The packed form (scripts/gpu/gpu_wheels.sh: .carry/transfer/N/pack.NN, one transfer each, gathered on the GPU
+# machine into the folder GPU_PACK names): the wheels already installed, Prometheus, HAProxy and the downloads.
+if [ ! -e "$site/.installed" ] && [ -n "${GPU_PACK:-}" ]; then
+    cat "$GPU_PACK"/pack.* | xz -d -T0 | tar -x -C .carry
+fi
 if [ ! -e "$site/.installed" ]; then
     wheels=()
     for wheel in .carry/pytriton/*.whl .carry/numpy/*.whl .carry/onnx/*.whl .carry/wheels/*.whl .carry/gpu*/*.whl; do
@@ -37,12 +47,26 @@ if [ ! -x "$venv/bin/python" ]; then
     machine_site=$("$machine_python" -c 'import site; print(site.getsitepackages()[0])')
     venv_site=$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')
     printf '%s\n' "$site" "$machine_site" "$PWD" > "$venv_site/course.pth"
+    # the packages' commands (jupyter-server, model-analyzer, ...) in the venv, run by its python: `jupyter server`
+    # and the course look for them beside sys.executable; not perf_analyzer: `triton-course prepare` puts the
+    # course's 2.51 there, and keeps a perf_analyzer it finds in its place
+    for script in "$site"/bin/*; do
+        [ "$(basename "$script")" != perf_analyzer ] || continue
+        if head -n 1 "$script" | grep -q '^#!.*python'; then
+            { echo "#!$venv/bin/python"; tail -n +2 "$script"; } > "$venv/bin/$(basename "$script")"
+            chmod +x "$venv/bin/$(basename "$script")"
+        fi
+    done
 fi
 export PATH="$venv/bin:$PATH"
 export TRITON_COURSE_MACHINE_PACKAGES=torch
 # Prometheus for lesson/lab 11, where one was brought along (.carry/prometheus, see gpu_wheels.sh)
 if [ -x .carry/prometheus/prometheus ]; then export PROMETHEUS=$PWD/.carry/prometheus/prometheus; fi
+# HAProxy for lessons 11, 12 and 14, through its wrapper (see gpu_wheels.sh)
+if [ -x .carry/haproxy/haproxy ]; then export HAPROXY=$PWD/.carry/haproxy/haproxy; fi
+# What `triton-course prepare` downloads, from the folder it was brought in: pip has no index there
+if [ -d .carry/downloads ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.carry/downloads; fi
 PY="$venv/bin/python"
-export PERF_ANALYZER="$site/perf_analyzer/bin/perf_analyzer"
-chmod +x "$PERF_ANALYZER"
+export PERF_ANALYZER_2_60="$site/perf_analyzer/bin/perf_analyzer"
+chmod +x "$PERF_ANALYZER_2_60"
 "$PY" -c 'import numpy, torch; print(f"gpu_env: numpy {numpy.__version__}, torch {torch.__version__}, CUDA {torch.cuda.is_available()}")'

@@ -5,7 +5,8 @@
 Per notebook: cells passed/failed/skipped and seconds; per test file the same; the GPU and the evidence that
 it was used (utilisation and memory from nvidia-smi, and which processes held GPU memory). Give the folders
 in the order they ran: a test run again in a later folder (after a fix) counts with its last result. Lessons,
-labs and test files that no folder ran are listed as not run.
+labs and test files that no folder ran are listed as not run; a folder without junit.xml (a part stopped before
+pytest wrote it) is named and counts nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _cases(junit: Path):
 
 def per_file(folders: list[Path]) -> dict[str, dict]:
     last: dict[tuple[str, str], tuple[str, float]] = {}
-    for folder in folders:
+    for folder in (f for f in folders if (f / "junit.xml").exists()):
         for source, name, outcome, seconds in _cases(folder / "junit.xml"):
             last[source, name] = outcome, seconds
     table: dict[str, dict] = defaultdict(lambda: {"passed": 0, "failed": 0, "skipped": 0, "seconds": 0.0})
@@ -89,7 +90,8 @@ def main(folders: list[Path]) -> str:
     total = {k: sum(r[k] for r in rows.values()) for k in ("passed", "failed", "skipped", "seconds")}
     finished = [line for folder in folders for line in (folder / "pytest.txt").read_text().splitlines()
                 if line.startswith("gpu_check:")]
-    dates = sorted({suite.get("timestamp", "")[:10] for folder in folders
+    reported = [folder for folder in folders if (folder / "junit.xml").exists()]
+    dates = sorted({suite.get("timestamp", "")[:10] for folder in reported
                     for suite in ET.parse(folder / "junit.xml").getroot().iter("testsuite")})
     out = ["# The course on a GPU: the recorded run", "",
            f"GPU: {gpu}. Date: {', '.join(dates)}.", "",
@@ -98,6 +100,9 @@ def main(folders: list[Path]) -> str:
            f"{total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped; "
            f"{total['seconds'] / 60:.1f} minutes of tests.", ""]
     out += [f"- `{line}`" for line in finished]
+    # a part stopped before pytest wrote its JUnit file (a time cap): how far it got is in its pytest.txt
+    out += [f"- `{folder.name}`: stopped before pytest wrote its report; none of its results count here"
+            for folder in folders if folder not in reported]
     missing = not_run(rows)
     if missing:
         out += ["", "Not run on the GPU in this record: " + ", ".join(f"`{m}`" for m in missing) + "."]

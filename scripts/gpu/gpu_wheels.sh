@@ -37,4 +37,41 @@ done
 rm -rf "$rest"
 # Prometheus needs only libc: this machine's (apt-get install prometheus) runs on the GPU machine's newer glibc too.
 if command -v prometheus >/dev/null; then mkdir -p .carry/prometheus && cp "$(command -v prometheus)" .carry/prometheus/; fi
-du -sh .carry/*/
+# HAProxy (lessons 11, 12, 14): Debian's binary with the libraries it links beyond libc and libstdc++, started
+# through a wrapper that puts them on its library path (gpu_env.sh sets HAPROXY to the wrapper).
+if command -v haproxy >/dev/null; then
+    rm -rf .carry/haproxy && mkdir -p .carry/haproxy/lib
+    cp "$(command -v haproxy)" .carry/haproxy/haproxy.bin
+    ldd .carry/haproxy/haproxy.bin | awk '$3 ~ /^\// {print $3}' \
+        | grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s)\.so' | xargs -I{} cp -L {} .carry/haproxy/lib/
+    # shellcheck disable=SC2016  # the wrapper's own variables, expanded when it runs
+    printf '%s\n' '#!/bin/sh' 'here=$(dirname "$(readlink -f "$0")")' \
+        'LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/haproxy.bin" "$@"' \
+        > .carry/haproxy/haproxy
+    chmod +x .carry/haproxy/haproxy
+fi
+# What `triton-course prepare` downloads (the tritonclient 2.51.0 wheel that carries Perf Analyzer 2.51, the
+# textgenrnn sdist that carries lesson 15's weights, and what pip needs to read an sdist): gpu_env.sh lets pip
+# find them there with no index.
+download -d .carry/downloads --no-deps tritonclient==2.51.0 setuptools wheel --platform manylinux1_x86_64
+python3 -m pip download --quiet --no-deps --no-binary=:all: -d .carry/downloads textgenrnn==2.0.0
+# One archive for the GPU machine: the wheels installed for Python 3.12 as gpu_env.sh would install them, with
+# Prometheus, HAProxy and the downloads, xz-compressed and cut into parts of 46 MB for one transfer each
+# (.carry/transfer/00, 01, ...). On the GPU machine, gather the parts in one folder and point GPU_PACK at it.
+rm -rf .carry/site .carry/transfer
+plats=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux2010_x86_64)
+for n in 5 12 17 24 26 27 28 34 35 38; do plats+=(--platform "manylinux_2_${n}_x86_64"); done
+wheels=()
+for wheel in .carry/pytriton/*.whl .carry/numpy/*.whl .carry/onnx/*.whl .carry/wheels/*.whl .carry/gpu*/*.whl; do
+    case $(basename "$wheel") in numpy-2*|ml_dtypes-*) ;; *) wheels+=("$wheel") ;; esac
+done
+python3 -m pip install --quiet --no-index --no-deps --no-compile --target .carry/site --python-version 3.12 \
+    --implementation cp --only-binary=:all: --ignore-requires-python "${plats[@]}" "${wheels[@]}"
+touch .carry/site/.installed
+mkdir -p .carry/transfer
+packed=(site downloads)
+for extra in prometheus haproxy; do [ ! -d ".carry/$extra" ] || packed+=("$extra"); done
+tar -C .carry -cf - "${packed[@]}" | xz -T0 -6 | split -b 46M -d -a 2 - .carry/transfer/pack.
+for part in .carry/transfer/pack.*; do mkdir -p ".carry/transfer/${part##*.}" && mv "$part" ".carry/transfer/${part##*.}/"; done
+rm -rf .carry/site
+du -sh .carry/*/ .carry/transfer/*/
