@@ -6,11 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from .. import ModelLoadError, versions
 from ..artifact import INPUT_NAME, OUTPUT_NAME, ensure_onnx, labels, reference_config
+from ..clients import infer_inputs, requested_outputs
 from ..errors import ConfigError
 from ..model_config import copy_config, parse_config, to_text
 from ..photos import batch, photo
@@ -29,14 +29,13 @@ def _image():
 
 def _answering_versions(server, name: str, candidates) -> dict[str, str]:
     """version -> "ok" or Triton's refusal, for a request that asks for that version by number."""
-    request = httpclient.InferInput(INPUT_NAME, [1, 3, 224, 224], "FP32")
-    request.set_data_from_numpy(_image())
+    inputs = infer_inputs({INPUT_NAME: _image()}, "http")
     answers = {}
     with server.http_client() as client:
         for version in candidates:
             try:
-                client.infer(name, [request], model_version=str(version),
-                             outputs=[httpclient.InferRequestedOutput(OUTPUT_NAME)])
+                client.infer(name, inputs, model_version=str(version),
+                             outputs=requested_outputs([OUTPUT_NAME], "http"))
                 answers[str(version)] = "ok"
             except InferenceServerException as exc:  # a refusal is the answer we report
                 answers[str(version)] = str(exc).splitlines()[0]

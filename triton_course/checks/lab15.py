@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..clients import infer_inputs
 from ..errors import CourseError, InferenceError
 from ..model_config import ModelConfig, build_config, mc, tensor, to_text
 from ..streaming import model_source, stream
@@ -126,15 +127,12 @@ def check_decoupled(server, execute) -> Verdict:
 
 
 def _send(server, sequence: int, value: int, start: bool):
-    import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    data = np.array([[value]], dtype=np.int32)
-    item = httpclient.InferInput("VALUE", [1, 1], "INT32")
-    item.set_data_from_numpy(data)
     with server.http_client() as client:
         try:
-            result = client.infer(TOTALS, [item], sequence_id=sequence, sequence_start=start)
+            result = client.infer(TOTALS, infer_inputs({"VALUE": np.array([[value]], dtype=np.int32)}, "http"),
+                                  sequence_id=sequence, sequence_start=start)
         except InferenceServerException as exc:
             return None, "Triton refused the request", exc.message()
     total = result.as_numpy("TOTAL")
