@@ -241,9 +241,7 @@ def main() -> None:
         if args.perf_analyzer != "on":
             raise SystemExit("--only pixels measures with perf_analyzer: leave --perf-analyzer on")
         pixels_only(args, report)
-        if args.json:
-            args.json.write_text(json.dumps(report, indent=1, default=str))
-            print(f"\nWrote {args.json}")
+        write_report(args, report)
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -349,6 +347,10 @@ def main() -> None:
                         "served": round(s.throughput, 1)} for i, s in same_batch],
         "perf_analyzer": agreements,
     })
+    write_report(args, report)
+
+
+def write_report(args, report: dict) -> None:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
         print(f"\nWrote {args.json}")

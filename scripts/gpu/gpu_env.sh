@@ -13,8 +13,8 @@
 #   .carry/haproxy   Debian's haproxy with its libraries and a wrapper; .carry/downloads  what
 #                    `triton-course prepare` downloads (Perf Analyzer 2.51's wheel, lesson 15's textgenrnn sdist)
 # scripts/gpu/gpu_wheels.sh downloads them all, and packs them (the wheels installed) into .carry/transfer/NN/,
-# 46 MB each, which need fewer transfers: gather those on the GPU machine and set GPU_PACK to that folder. The machine's own PyTorch stands in for the pinned one
-# (TRITON_COURSE_MACHINE_PACKAGES tells the doctor so).
+# 46 MB each, which need fewer transfers: gather those on the GPU machine and set GPU_PACK to that folder.
+# The machine's own PyTorch stands in for the pinned one (TRITON_COURSE_MACHINE_PACKAGES tells the doctor so).
 # They go into .carry/site. A virtual environment, .carry/venv, lists .carry/site, then the machine's
 # packages (PyTorch), then the course in a .pth file: Triton's python stub finds its packages through
 # the Python first on PATH and ignores PYTHONPATH's order, and it needs numpy 1.x (the embedded
@@ -34,11 +34,9 @@ if [ ! -e "$site/.installed" ] && [ -n "${GPU_PACK:-}" ]; then
     cat "$GPU_PACK"/pack.* | xz -d -T0 | tar -x -C .carry
 fi
 if [ ! -e "$site/.installed" ]; then
-    wheels=()
-    for wheel in .carry/pytriton/*.whl .carry/numpy/*.whl .carry/onnx/*.whl .carry/wheels/*.whl .carry/gpu*/*.whl; do
-        [ -e "$wheel" ] || continue
-        case $(basename "$wheel") in numpy-2*|ml_dtypes-*) ;; *) wheels+=("$wheel") ;; esac
-    done
+    # shellcheck source=scripts/gpu/course_wheels.sh
+    source scripts/gpu/course_wheels.sh
+    mapfile -t wheels < <(course_wheels)
     "$machine_python" -m pip install --quiet --no-index --no-deps --target "$site" "${wheels[@]}"
     touch "$site/.installed"
 fi

@@ -61,10 +61,9 @@ python3 -m pip download --quiet --no-deps --no-binary=:all: -d .carry/downloads 
 rm -rf .carry/site .carry/transfer
 plats=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux2010_x86_64)
 for n in 5 12 17 24 26 27 28 34 35 38; do plats+=(--platform "manylinux_2_${n}_x86_64"); done
-wheels=()
-for wheel in .carry/pytriton/*.whl .carry/numpy/*.whl .carry/onnx/*.whl .carry/wheels/*.whl .carry/gpu*/*.whl; do
-    case $(basename "$wheel") in numpy-2*|ml_dtypes-*) ;; *) wheels+=("$wheel") ;; esac
-done
+# shellcheck source=scripts/gpu/course_wheels.sh
+source scripts/gpu/course_wheels.sh
+mapfile -t wheels < <(course_wheels)
 python3 -m pip install --quiet --no-index --no-deps --no-compile --target .carry/site --python-version 3.12 \
     --implementation cp --only-binary=:all: --ignore-requires-python "${plats[@]}" "${wheels[@]}"
 touch .carry/site/.installed
