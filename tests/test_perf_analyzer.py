@@ -207,6 +207,22 @@ def test_missing_library_is_named_with_its_fix(monkeypatch):
     assert err.value.fix == reason and "perf_analyzer cannot run here" in str(err.value)
 
 
+def test_killed_perf_analyzer_is_named_with_the_likely_cause(tmp_path, monkeypatch):
+    """A perf_analyzer the kernel killed (the out-of-memory killer, seen on the H200) is named as killed by that
+    signal, with what usually sends it and how to measure with less memory; not a bare 'exit -9'."""
+    real = perf_analyzer.find_binary()
+    assert real is not None, "make setup installs Perf Analyzer 2.51.0"
+    doomed = tmp_path / "perf_analyzer"  # the real one for its version; killed as soon as it would measure
+    doomed.write_text(f'#!/bin/sh\ncase "$*" in *--version*) exec "{real}" "$@" ;; esac\nkill -9 $$\n')
+    doomed.chmod(0o755)
+    monkeypatch.setenv("PERF_ANALYZER", str(doomed))
+    with pytest.raises(PerfAnalyzerError) as err:
+        perf_analyzer.measure("127.0.0.1:8001")
+    assert "perf_analyzer was killed by SIGKILL" in str(err.value)
+    assert "out-of-memory killer" in err.value.fix and "shared_memory=True" in err.value.fix
+    assert f"{doomed} -m {MODEL_NAME}" in err.value.fix
+
+
 # --- the in-process ceiling ----------------------------------------------------------------------
 
 def test_onnx_limits_measures_each_batch_size():

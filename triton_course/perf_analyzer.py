@@ -17,6 +17,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,22 @@ def parse_csv(text: str, label: str = "perf_analyzer") -> list[Measurement]:
         label=label) for row in rows]
 
 
+# perf_analyzer keeps what it needs for every request of a window; over gRPC at thousands of requests a second
+# that grew by 2.6 GB a second on the H200 (Perf Analyzer 2.60, docs/gpu_check_h200.md) until the kernel killed it.
+KILLED_FIX = ("A SIGKILL nobody sent by hand is usually the kernel's out-of-memory killer (`dmesg` says "
+              "'Out of memory: Killed process ... (perf_analyzer)'): measure with shorter windows "
+              "(measurement_ms), fewer trials (max_trials), a lower concurrency, or the tensors in system shared "
+              "memory (shared_memory=True).")
+
+
+def _killed_message(signal_number: int) -> str:
+    try:
+        name = signal.Signals(signal_number).name
+    except ValueError:
+        name = f"signal {signal_number}"
+    return f"perf_analyzer was killed by {name} before it finished."
+
+
 def measure(url: str, *, model: str = MODEL_NAME, protocol: str = "grpc", concurrency: int = 1, batch_size: int = 1,
             label: str = "perf_analyzer", timeout: float = 300, **kwargs) -> Measurement:
     """Run perf_analyzer once and return its measurement; a PerfAnalyzerError quotes it when it fails."""
@@ -265,6 +282,10 @@ def measure(url: str, *, model: str = MODEL_NAME, protocol: str = "grpc", concur
         except subprocess.TimeoutExpired as exc:
             raise PerfAnalyzerError(f"perf_analyzer did not finish within {timeout:.0f} s.",
                               fix="Lower --measurement-interval or check that the server answers.") from exc
+        if done.returncode < 0:  # a signal, not perf_analyzer's own verdict: it could not say why
+            raise PerfAnalyzerError(_killed_message(-done.returncode),
+                                    triton_said="\n".join((done.stderr or done.stdout).strip().splitlines()[-5:]),
+                                    fix=KILLED_FIX + " The command was: " + " ".join(args))
         if done.returncode != 0 or not report.exists():
             said = (done.stderr or done.stdout).strip().splitlines()[-5:]
             raise PerfAnalyzerError(f"perf_analyzer failed (exit {done.returncode}).", triton_said="\n".join(said),

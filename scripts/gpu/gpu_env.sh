@@ -10,7 +10,8 @@
 #   .carry/gpu1, gpu2, ...  the rest of pyproject's pins and the test tools (pytest, nbval, ipykernel,
 #                    matplotlib, JupyterLab, ...), at most 50 MB each
 #   .carry/prometheus  a prometheus binary (it needs only libc; 50 MB: carry it on its own)
-#   .carry/haproxy   Debian's haproxy with its libraries and a wrapper; .carry/downloads  what
+#   .carry/haproxy   Debian's haproxy with its libraries and a wrapper; .carry/libb64  Debian's libb64.so.0d (Perf
+#                    Analyzer 2.51 needs it); .carry/downloads  what
 #                    `triton-course prepare` downloads (Perf Analyzer 2.51's wheel, lesson 15's textgenrnn sdist)
 # scripts/gpu/gpu_wheels.sh downloads them all, and packs them (the wheels installed) into .carry/transfer/NN/,
 # 46 MB each, which need fewer transfers: gather those on the GPU machine and set GPU_PACK to that folder.
@@ -45,6 +46,10 @@ if [ ! -x "$venv/bin/python" ]; then
     machine_site=$("$machine_python" -c 'import site; print(site.getsitepackages()[0])')
     venv_site=$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')
     printf '%s\n' "$site" "$machine_site" "$PWD" > "$venv_site/course.pth"
+    # Jupyter reads its server-extension switches (jupyter-server-proxy's, lesson 12) and lab extensions under
+    # sys.prefix, which is the venv, not the --target folder pip installed them into
+    ln -s "$site/etc" "$venv/etc"
+    ln -s "$site/share" "$venv/share"
     # the packages' commands (jupyter-server, model-analyzer, ...) in the venv, run by its python: `jupyter server`
     # and the course look for them beside sys.executable; not perf_analyzer: `triton-course prepare` puts the
     # course's 2.51 there, and keeps a perf_analyzer it finds in its place
@@ -62,6 +67,11 @@ export TRITON_COURSE_MACHINE_PACKAGES=torch
 if [ -x .carry/prometheus/prometheus ]; then export PROMETHEUS=$PWD/.carry/prometheus/prometheus; fi
 # HAProxy for lessons 11, 12 and 14, through its wrapper (see gpu_wheels.sh)
 if [ -x .carry/haproxy/haproxy ]; then export HAPROXY=$PWD/.carry/haproxy/haproxy; fi
+# libb64 for Perf Analyzer 2.51 (see gpu_wheels.sh): what `apt-get install libb64-0d` would do, where there is no apt.
+# grep reads all of ldconfig's list: -q would stop it early, and its SIGPIPE fail the pipeline under pipefail.
+if [ -e .carry/libb64/libb64.so.0d ] && ! ldconfig -p | grep 'libb64\.so\.0d' >/dev/null; then
+    cp .carry/libb64/libb64.so.0d /usr/local/lib/ && ldconfig
+fi
 # What `triton-course prepare` downloads, from the folder it was brought in: pip has no index there
 if [ -d .carry/downloads ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.carry/downloads; fi
 PY="$venv/bin/python"

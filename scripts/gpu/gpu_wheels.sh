@@ -50,6 +50,11 @@ if command -v haproxy >/dev/null; then
         > .carry/haproxy/haproxy
     chmod +x .carry/haproxy/haproxy
 fi
+# libb64, the one system library of the course's Perf Analyzer 2.51 beyond CUDA's (Debian's libb64-0d; .ci/run
+# installs it): gpu_env.sh puts it where the loader finds it on a GPU machine that lacks it and has no apt mirror.
+if [ -e /usr/lib/x86_64-linux-gnu/libb64.so.0d ]; then
+    mkdir -p .carry/libb64 && cp /usr/lib/x86_64-linux-gnu/libb64.so.0d .carry/libb64/
+fi
 # What `triton-course prepare` downloads (the tritonclient 2.51.0 wheel that carries Perf Analyzer 2.51, the
 # textgenrnn sdist that carries lesson 15's weights, and what pip needs to read an sdist): gpu_env.sh lets pip
 # find them there with no index.
@@ -69,7 +74,7 @@ python3 -m pip install --quiet --no-index --no-deps --no-compile --target .carry
 touch .carry/site/.installed
 mkdir -p .carry/transfer
 packed=(site downloads)
-for extra in prometheus haproxy; do [ ! -d ".carry/$extra" ] || packed+=("$extra"); done
+for extra in prometheus haproxy libb64; do [ ! -d ".carry/$extra" ] || packed+=("$extra"); done
 tar -C .carry -cf - "${packed[@]}" | xz -T0 -6 | split -b 46M -d -a 2 - .carry/transfer/pack.
 for part in .carry/transfer/pack.*; do mkdir -p ".carry/transfer/${part##*.}" && mv "$part" ".carry/transfer/${part##*.}/"; done
 rm -rf .carry/site
