@@ -12,7 +12,7 @@ import pytest
 
 from triton_course import artifact, models_dir
 from triton_course.paths import MODEL_NAME
-from triton_course.prepare import prepare
+from triton_course.tools.prepare import prepare
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def _fake_course(root, lessons=("00_a", "02_c"), solutions=(), copies=()):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from triton_course.student_copies import student_text
+    from triton_course.tools.student_copies import student_text
 
     for folder, names in (("notebooks", lessons), ("labs/solutions", solutions)):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def test_doctor_says_not_ready_and_which_lessons_in_a_course_without_its_model(t
 
 
 def test_notebooks_check_finds_labs_without_student_copies_and_unreadable_notebooks(tmp_path):
-    from triton_course.doctor import check_notebooks
+    from triton_course.tools.doctor import check_notebooks
 
     good = check_notebooks(_fake_course(tmp_path / "good", ("00_a", "01_b"), ("01_lab",), ("01_lab",)))
     assert good.ok and good.detail == "2 lessons (00-01), 1 labs with student copies"
@@ -106,7 +106,7 @@ def test_the_lessons_each_optional_part_changes_are_read_from_the_notebooks(tmp_
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    from triton_course.doctor import USED_BY, lessons_using
+    from triton_course.tools.doctor import USED_BY, lessons_using
 
     root = _fake_course(tmp_path / "course", ("00_a", "01_b", "02_c", "03_d", "03b_e", "05_f"))
     uses = {"01_b": "perf_analyzer.measure(url)", "02_c": "perf_analyzer.run()", "03_d": "perf_analyzer.x",
@@ -129,7 +129,7 @@ def test_notebooks_check_names_a_solution_the_generator_cannot_use(tmp_path):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from triton_course.doctor import check_notebooks
+    from triton_course.tools.doctor import check_notebooks
 
     root = _fake_course(tmp_path / "course", ("00_a",), ("00_lab",), ("00_lab",))
     nbformat.write(new_notebook(cells=[new_code_cell("1")]), root / "labs" / "solutions" / "00_lab.ipynb")
@@ -140,8 +140,8 @@ def test_notebooks_check_names_a_solution_the_generator_cannot_use(tmp_path):
 
 
 def test_notebooks_check_uses_the_generators_own_check_in_the_course():
-    from triton_course.doctor import check_notebooks
     from triton_course.paths import course_root
+    from triton_course.tools.doctor import check_notebooks
 
     script = course_root() / "scripts" / "make_student_copies.py"
     if not script.exists():
@@ -154,8 +154,8 @@ def test_notebooks_check_uses_the_generators_own_check_in_the_course():
 
 
 def test_disk_check_names_the_folder_to_clean():
-    from triton_course.doctor import check_disk
     from triton_course.paths import course_root
+    from triton_course.tools.doctor import check_disk
 
     assert check_disk().ok  # this machine has room (a few GB)
     check = check_disk(min_free_gb=1e9)
@@ -165,7 +165,7 @@ def test_disk_check_names_the_folder_to_clean():
 
 
 def test_every_fix_fits_its_line_and_the_report_fits_the_screen_when_everything_is_missing():
-    from triton_course.doctor import FIX_WIDTH, Check, report, run_checks
+    from triton_course.tools.doctor import FIX_WIDTH, Check, report, run_checks
 
     checks = run_checks(workshop=True)
     for check in checks:
@@ -179,7 +179,7 @@ def test_every_fix_fits_its_line_and_the_report_fits_the_screen_when_everything_
 
 
 def test_embedded_server_is_optional_where_a_local_tritonserver_exists(tmp_path, monkeypatch):
-    from triton_course.doctor import run_checks
+    from triton_course.tools.doctor import run_checks
 
     fake = tmp_path / "tritonserver"
     fake.write_text("#!/bin/sh\nexit 0\n")

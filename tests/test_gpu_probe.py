@@ -13,9 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from triton_course import gpu, ngc, report, repository, tensorrt
-from triton_course.doctor import SCREEN_COLUMNS, check_gpu
+from triton_course import gpu, ngc, repository, tensorrt
 from triton_course.runtimes.docker import DockerServer, host_gpus
+from triton_course.tools import machine
+from triton_course.tools.doctor import SCREEN_COLUMNS, check_gpu
 
 QUERY = "--query-gpu=index,name,driver_version,memory.total"
 TWO_GPUS = "0, NVIDIA H200, 580.95.05, 143771 MiB\n1, NVIDIA H200, 580.95.05, 143771 MiB\n"
@@ -44,7 +45,7 @@ def test_without_nvidia_smi_there_is_no_gpu_and_no_driver(no_nvidia_smi, monkeyp
     assert gpu.probe_nvidia_smi() == ([], gpu.NO_NVIDIA_SMI)
     assert gpu.nvidia_smi_gpus() == [] and host_gpus() == []
     assert gpu.driver_version() is None and ngc.driver_version() is None
-    assert report._gpus() == "none (no nvidia-smi)"
+    assert machine._gpus() == "none (no nvidia-smi)"
     check = check_gpu()
     assert not check.ok and check.detail == "no GPU (no nvidia-smi): lessons run on the CPU"
 
@@ -56,7 +57,7 @@ def test_gpus_are_read_from_nvidia_smi_csv(tmp_path, monkeypatch):
                                      gpu.Gpu(1, "NVIDIA H200", "580.95.05", "143771 MiB")]
     assert gpu.driver_version() == ngc.driver_version() == "580.95.05"
     assert host_gpus() == ["0", "1"]
-    assert report._gpus() == ("NVIDIA H200 (driver 580.95.05, 143771 MiB); "
+    assert machine._gpus() == ("NVIDIA H200 (driver 580.95.05, 143771 MiB); "
                               "NVIDIA H200 (driver 580.95.05, 143771 MiB)")
     check = check_gpu()
     assert check.ok
@@ -111,7 +112,7 @@ def test_the_cpu_variable_keeps_every_probe_that_serves_or_measures_on_the_cpu(t
     assert DockerServer(repo, image="any/triton:1", pull=False, gpus="all").requested_gpus() == "all"  # asked for
     # describing: the hardware is still there, and the doctor and the report say the variable is set
     assert host_gpus() == ["0", "1"] and gpu.driver_version() == "580.95.05"
-    assert report._gpus().endswith("; TRITON_COURSE_DEVICE=cpu: the course served on the CPU")
+    assert machine._gpus().endswith("; TRITON_COURSE_DEVICE=cpu: the course served on the CPU")
     check = check_gpu()
     assert not check.ok and check.detail.startswith("TRITON_COURSE_DEVICE=cpu: lessons serve on the CPU; GPU 0")
     assert "Unset TRITON_COURSE_DEVICE" in check.fix

@@ -105,7 +105,7 @@ def test_driver_version_from_nvidia_smi(tmp_path, monkeypatch):
 
 
 def test_doctor_gpu_line_names_the_newest_tag_or_says_there_is_no_gpu(tmp_path, monkeypatch):
-    from triton_course.doctor import SCREEN_COLUMNS, check_gpu
+    from triton_course.tools.doctor import SCREEN_COLUMNS, check_gpu
 
     monkeypatch.delenv("TRITON_COURSE_DEVICE", raising=False)
     monkeypatch.setenv("PATH", str(_fake_smi(tmp_path, "0, NVIDIA H200, 580.95.05, 143771 MiB\\n"))

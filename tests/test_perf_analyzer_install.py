@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from triton_course import doctor, perf_analyzer
+from triton_course import perf_analyzer
+from triton_course.tools import doctor
 
 
 @pytest.fixture(scope="module")

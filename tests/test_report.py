@@ -13,8 +13,8 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from triton_course import report
-from triton_course.cli import main
+from triton_course.tools import machine, notebook_run
+from triton_course.tools.cli import main
 
 CLI = [sys.executable, "-m", "triton_course"]
 
@@ -84,7 +84,7 @@ def test_a_notebook_that_times_out_leaves_no_server_behind(tmp_path):
              "print('ready')")
     hanging = notebook(tmp_path / "hangs.ipynb", [(start, "ready\n"),
                                                   ("import threading\nthreading.Event().wait()", "")])
-    result = report.run_notebook(hanging, timeout=30)
+    result = notebook_run.run_notebook(hanging, timeout=30)
     assert result.status == "timed out"
     assert result.failing_cell == "Cell 1: still running after 30 s"
     kernel, server = map(int, pids.read_text().split())
@@ -95,13 +95,13 @@ def test_a_notebook_that_times_out_leaves_no_server_behind(tmp_path):
 
 
 def test_a_process_left_running_fails_the_notebook_and_is_stopped(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "LEFTOVER_GRACE", 2.0)
+    monkeypatch.setattr(notebook_run, "LEFTOVER_GRACE", 2.0)
     pid_file = tmp_path / "pid.txt"
     source = ("import subprocess, sys\n"
               "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
               f"with open({str(pid_file)!r}, 'w') as f:\n    f.write(str(p.pid))")
     leaky = notebook(tmp_path / "leaky.ipynb", [(source, "")])
-    result = report.run_notebook(leaky, timeout=120)
+    result = notebook_run.run_notebook(leaky, timeout=120)
     assert result.status == "failed" and result.failing_cell == "processes left running"
     pid = int(pid_file.read_text())
     assert result.leftovers and result.leftovers[0].startswith(f"pid {pid}: ")
@@ -110,7 +110,7 @@ def test_a_process_left_running_fails_the_notebook_and_is_stopped(tmp_path, monk
 
 
 def test_machine_info_describes_this_machine():
-    info = report.machine_info()
+    info = machine.machine_info()
     assert set(info) >= {"date", "cpu", "cpu cores", "memory", "gpu", "python", "triton", "os"}
     assert info["cpu cores"].startswith(f"{len(os.sched_getaffinity(0))} usable ({psutil.cpu_count()} logical")
     assert info["memory"] == f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
@@ -125,6 +125,6 @@ def test_gpu_from_nvidia_smi(tmp_path, monkeypatch):
                     'echo "0, NVIDIA H100 80GB HBM3, 550.54.15, 81559 MiB"\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert report._gpus() == "NVIDIA H100 80GB HBM3 (driver 550.54.15, 81559 MiB)"
+    assert machine._gpus() == "NVIDIA H100 80GB HBM3 (driver 550.54.15, 81559 MiB)"
     fake.unlink()
-    assert report._gpus() == "none (no nvidia-smi)"
+    assert machine._gpus() == "none (no nvidia-smi)"

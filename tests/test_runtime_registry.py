@@ -11,12 +11,13 @@ import shutil
 
 import pytest
 
-from triton_course import doctor, ngc, runtimes
-from triton_course.cli import parser
+from triton_course import ngc, runtimes
 from triton_course.errors import CourseError
 from triton_course.runtimes import RUNTIMES, DockerServer, EmbeddedServer, LocalServer
 from triton_course.runtimes.base import EXIT_TIMEOUT_SECONDS, SERVED_FOLDER, client_host
 from triton_course.runtimes.docker import MOUNT_POINT
+from triton_course.tools import doctor
+from triton_course.tools.cli import parser
 
 DOCTOR_CHECKS = {"local": doctor.check_local, "embedded": doctor.check_embedded, "docker": doctor.check_docker}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from triton_course import doctor
 from triton_course.paths import course_root
+from triton_course.tools import doctor
 
 ROOT = course_root()
 
@@ -67,6 +67,6 @@ def test_setup_uses_the_machines_cuda_pytorch(tmp_path):
                            capture_output=True, text=True, env=env, check=True).stdout.split()
     assert found[0] == "2.4.1+cu124" and found[1].startswith(str(tmp_path / "machine")) and found[2] == "1.26.4"
     assert not list(venv.glob("lib/python*/site-packages/torch"))  # no second PyTorch was downloaded
-    report = subprocess.run([python, "-c", "from triton_course import doctor; print(doctor.check_packages())"],
+    report = subprocess.run([python, "-c", "from triton_course.tools import doctor; print(doctor.check_packages())"],
                             capture_output=True, text=True, env=env, check=True).stdout
     assert "the machine's own torch 2.4.1+cu124" in report

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import CourseError
+from ..errors import CourseError
 
 
 def cmd_doctor(args) -> int:
@@ -20,7 +20,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from . import perf_analyzer, streaming
+    from .. import perf_analyzer, streaming
     from .prepare import prepare
 
     repository = prepare(force=args.force)
@@ -42,7 +42,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .runtimes import server
+    from ..runtimes import server
 
     extra = {}
     if args.runtime == "docker":
@@ -80,7 +80,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from .inference import classify
+    from ..inference import classify
 
     try:
         results = classify(args.images, args.url, model=args.model, protocol=args.protocol, k=args.top)
@@ -95,7 +95,8 @@ def cmd_classify(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import default_notebooks, run_report
+    from .notebook_run import default_notebooks
+    from .report import run_report
 
     paths = args.paths or default_notebooks()
     missing = [str(p) for p in paths if not p.is_file()]
@@ -108,8 +109,8 @@ def cmd_report(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .report import DEFAULT_TIMEOUT
-    from .runtimes import RUNTIMES
+    from ..runtimes import RUNTIMES
+    from .notebook_run import DEFAULT_TIMEOUT
 
     p = argparse.ArgumentParser(
         prog="triton-course",
@@ -159,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "model", "x") is None:
-        from .paths import MODEL_NAME
+        from ..paths import MODEL_NAME
 
         args.model = MODEL_NAME
     return args.func(args)

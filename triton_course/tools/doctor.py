@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .paths import MODEL_NAME, cache_dir, course_root, models_dir
+from ..paths import MODEL_NAME, cache_dir, course_root, models_dir
 
 SCREEN_LINES = 24
 SCREEN_COLUMNS = 100
@@ -67,8 +67,8 @@ def check_python() -> Check:
 
 
 def check_embedded() -> Check:
-    from .runtimes import EmbeddedServer
-    from .runtimes.embedded import TRITON_VERSION
+    from ..runtimes import EmbeddedServer
+    from ..runtimes.embedded import TRITON_VERSION
 
     error = EmbeddedServer.unavailable_error()  # the registry's answer: the wheel's server and its stub's libraries
     if error:
@@ -77,7 +77,7 @@ def check_embedded() -> Check:
 
 
 def check_local() -> Check:
-    from .runtimes import LocalServer, find_binary
+    from ..runtimes import LocalServer, find_binary
 
     reason = LocalServer.unavailable_reason()
     return Check("local tritonserver", reason is None, reason or str(find_binary()),
@@ -88,8 +88,8 @@ def check_local() -> Check:
 def check_gpu() -> Check:
     """The host's GPUs (gpu.py), the newest NGC tag its driver runs, and whether TRITON_COURSE_DEVICE=cpu
     keeps the course on the CPU anyway."""
-    from . import ngc
-    from .gpu import DEVICE_VARIABLE, NO_NVIDIA_SMI, probe_nvidia_smi, wants_cpu
+    from .. import ngc
+    from ..gpu import DEVICE_VARIABLE, NO_NVIDIA_SMI, probe_nvidia_smi, wants_cpu
 
     gpus, problem = probe_nvidia_smi()
     if not gpus:
@@ -110,7 +110,7 @@ def check_gpu() -> Check:
 
 
 def check_tensorrt() -> Check:
-    from .tensorrt import find_trtexec
+    from ..tensorrt import find_trtexec
 
     try:
         import tensorrt
@@ -126,7 +126,7 @@ def check_tensorrt() -> Check:
 
 
 def check_perf_analyzer() -> Check:
-    from . import perf_analyzer
+    from .. import perf_analyzer
 
     problem = perf_analyzer.diagnose()
     if problem is None:  # "2.51.0 (from the tritonclient 2.51.0 wheel)", or the pip package's version
@@ -137,7 +137,7 @@ def check_perf_analyzer() -> Check:
 
 
 def check_prometheus() -> Check:
-    from .monitoring import find_prometheus
+    from ..monitoring import find_prometheus
 
     found = find_prometheus()
     return Check("prometheus", found is not None, found or "not installed",
@@ -146,8 +146,8 @@ def check_prometheus() -> Check:
 
 
 def check_docker() -> Check:
-    from .runtimes import DockerServer
-    from .runtimes.docker import docker_client
+    from ..runtimes import DockerServer
+    from ..runtimes.docker import docker_client
 
     reason = DockerServer.unavailable_reason()
     if reason:
@@ -167,7 +167,7 @@ def _course_requirements() -> list[str]:
     except metadata.PackageNotFoundError:
         import tomllib
 
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"  # triton_course/tools/ -> the checkout
         if not pyproject.exists():
             return []
         with open(pyproject, "rb") as f:
@@ -220,7 +220,7 @@ def check_model() -> Check:
 
 
 def check_ports(ports=(8000, 8001, 8002)) -> Check:
-    from .runtimes.base import port_holder, port_is_free
+    from ..runtimes.base import port_holder, port_is_free
 
     taken = [f"{p} ({port_holder(p) or 'in use'})" for p in ports if not port_is_free(p)]
     return Check("ports 8000-8002", not taken, "free" if not taken else "taken: " + ", ".join(taken),

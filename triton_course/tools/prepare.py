@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact import ensure_onnx, ensure_torchscript, labels, reference_config
-from .paths import MODEL_NAME, models_dir
-from .repository import write_config, write_file
+from ..artifact import ensure_onnx, ensure_torchscript, labels, reference_config
+from ..paths import MODEL_NAME, models_dir
+from ..repository import write_config, write_file
 
 
 def prepare(repository: str | Path | None = None, force: bool = False) -> Path:

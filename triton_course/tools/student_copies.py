@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from .paths import course_root
+from ..paths import course_root
 
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
