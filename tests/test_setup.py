@@ -27,6 +27,24 @@ def test_pins_leave_out_only_the_names_given():
     assert pins("TORCH", "numpy") == [p for p in every if p not in ("torch==2.13.0", "numpy==1.26.4")]
 
 
+def test_the_doctor_reads_the_pins_from_pyproject_when_the_course_is_not_installed(monkeypatch):
+    """On the GPU machine the checkout is on the path without being installed (scripts/gpu/gpu_env.sh): the
+    doctor then reads the pins from the checkout's pyproject.toml, the same list the installed package has."""
+    installed = doctor._course_requirements()
+
+    def not_installed(name):
+        raise doctor.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(doctor.metadata, "requires", not_installed)
+    from packaging.requirements import Requirement
+
+    def pinned(requirements):  # name -> version, as metadata and pyproject may spell extras in another order
+        return {Requirement(r).name: str(Requirement(r).specifier) for r in requirements}
+
+    assert "numpy==1.26.4" in doctor._course_requirements()
+    assert pinned(doctor._course_requirements()) == pinned(installed)
+
+
 def test_the_doctor_reports_a_package_the_machine_provides(tmp_path, monkeypatch):
     monkeypatch.setattr(doctor, "_course_requirements", lambda: ["numpy==0.0.1"])
     monkeypatch.delenv("TRITON_COURSE_MACHINE_PACKAGES", raising=False)
