@@ -83,6 +83,13 @@ needs_prometheus = pytest.mark.skipif(monitoring.unavailable_reason() is not Non
                                       reason=str(monitoring.unavailable_reason()))
 
 
+@pytest.fixture(scope="module")
+def known_load(server):
+    """One known load, seen by one real Prometheus, for every mistaken query (the check sends it for each call)."""
+    with lab11.known_request_rates(server) as load:
+        yield load
+
+
 @needs_prometheus
 def test_promql_rate(server):
     verdict = lab11.check_request_rate_promql('sum(rate(nv_inference_request_success{model="efficientnet_lite0"}[5s]))',
@@ -99,8 +106,8 @@ def test_promql_rate(server):
     ('sum(rate(nv_inference_request_success{model="efficientnet_lite0"}[5s])', "Prometheus refused your query"),
     ('sum(rate(nv_inference_request_successes{model="efficientnet_lite0"}[5s]))', "returned no data"),
 ])
-def test_promql_mistakes(server, promql, message):
-    verdict = lab11.check_request_rate_promql(promql, server)
+def test_promql_mistakes(known_load, promql, message):
+    verdict = lab11.judge_request_rate_promql(promql, known_load)
     assert not verdict.ok
     assert message in " ".join(verdict.problems), verdict
 

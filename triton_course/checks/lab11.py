@@ -7,6 +7,8 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import requests
 
@@ -19,6 +21,7 @@ MODEL = "efficientnet_lite0"
 OTHER = "efficientnet_copy"  # a second model on the same server: its requests must not be counted
 BATCH = 2  # every request the checks send carries two images: requests and inferences differ
 RATE_WINDOW = "5s"
+REQUEST_RATE, OTHER_RATE = 8.0, 4.0  # requests/s exercise 3's check sends to MODEL and to OTHER
 
 
 def _images():
@@ -174,21 +177,42 @@ def check_request_rate_promql(promql: str, server) -> Verdict:
     if reason:
         return failed(exercise, "Not checked: this check runs your query on a real Prometheus, and there is none "
                                 f"here ({reason.split('.')[0]}).", hint=monitoring.INSTALL_FIX)
-    rate, other_rate, seconds = 8.0, 4.0, 7.0
+    with known_request_rates(server) as load:
+        return judge_request_rate_promql(promql, load)
+
+
+@dataclass
+class KnownLoad:
+    """A real Prometheus that scraped the server while REQUEST_RATE went to MODEL and OTHER_RATE to OTHER."""
+    prometheus: monitoring.Prometheus
+    when: float  # a moment inside the load, with the whole rate window behind it
+
+
+@contextmanager
+def known_request_rates(server, seconds: float = 7.0):
+    """Start Prometheus on the server, send the known rates to both models, and keep Prometheus running while
+    the caller asks it (judge_request_rate_promql); one load can judge several queries."""
     images = _images()
     with monitoring.Prometheus([monitoring.target_of(server.metrics_url)], interval_s=0.5) as prometheus:
         prometheus.wait_until_scraped()
         other = threading.Thread(target=loadgen.measure_rate, args=(server.http_url, images),
-                                 kwargs=dict(rate=other_rate, seconds=seconds, model=OTHER), daemon=True)
+                                 kwargs=dict(rate=OTHER_RATE, seconds=seconds, model=OTHER), daemon=True)
         other.start()
-        loadgen.measure_rate(server.http_url, images, rate=rate, seconds=seconds, model=MODEL)
+        loadgen.measure_rate(server.http_url, images, rate=REQUEST_RATE, seconds=seconds, model=MODEL)
         other.join(30)
         when = time.time() - 0.5
         time.sleep(1.5)  # Prometheus scrapes every 0.5 s: let it take the samples up to `when`
-        try:
-            series = prometheus.query_range(promql, when, when, step_s=1)
-        except ValueError as exc:
-            return failed(exercise, "Prometheus refused your query.", hint=str(exc).split(": ", 1)[-1])
+        yield KnownLoad(prometheus, when)
+
+
+def judge_request_rate_promql(promql: str, load: KnownLoad) -> Verdict:
+    """Exercise 3's verdict on `promql`, asked of the Prometheus that saw the known load."""
+    exercise = "Exercise 3 (PromQL request rate)"
+    rate, other_rate = REQUEST_RATE, OTHER_RATE
+    try:
+        series = load.prometheus.query_range(promql, load.when, load.when, step_s=1)
+    except ValueError as exc:
+        return failed(exercise, "Prometheus refused your query.", hint=str(exc).split(": ", 1)[-1])
     values = [(labels, points[-1][1]) for labels, points in series if points]
     said = f"The check sent {rate:g} requests/s to '{MODEL}' (and {other_rate:g}/s to '{OTHER}')"
     if not values:
