@@ -251,8 +251,9 @@ def parse_csv(text: str, label: str = "perf_analyzer") -> list[Measurement]:
         label=label) for row in rows]
 
 
-# perf_analyzer keeps what it needs for every request of a window; over gRPC at thousands of requests a second
-# that grew by 2.6 GB a second on the H200 (Perf Analyzer 2.60, docs/gpu_check_h200.md) until the kernel killed it.
+# perf_analyzer's memory can grow with every request at a high rate until the kernel kills it: on the H200, Perf
+# Analyzer 2.60 over gRPC at concurrency 64 grew by 2.6 GB a second to 128 GB (docs/gpu_check_h200.md); reported
+# upstream as triton-inference-server/perf_analyzer issue 84 ("Memory leak ... at high throughput", OOM kills).
 KILLED_FIX = ("A SIGKILL nobody sent by hand is usually the kernel's out-of-memory killer (`dmesg` says "
               "'Out of memory: Killed process ... (perf_analyzer)'): measure with shorter windows "
               "(measurement_ms), fewer trials (max_trials), a lower concurrency, or the tensors in system shared "
