@@ -45,7 +45,7 @@ def text_outputs(cell) -> str:
 
 def test_student_copies_are_up_to_date():
     problems = generator.problems()
-    assert not problems, "\n".join(problems) + "\nRun: python scripts/make_student_copies.py"
+    assert not problems, "\n".join(problems) + "\nRun: triton-course student-copies"
 
 
 # --- (b) the generator --------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def test_generator_notes_that_the_copy_is_generated_under_the_title():
     student = generator.student_notebook(_solution("# BEGIN SOLUTION\nz = 2\n# END SOLUTION"), "99_test.ipynb")
     title, blank, note = student.cells[0].source.splitlines()[:3]
     assert title == "# Lab 99 — a test lab" and blank == ""
-    assert "labs/solutions/99_test.ipynb" in note and "make_student_copies.py" in note
+    assert "labs/solutions/99_test.ipynb" in note and "`triton-course student-copies`" in note
 
 
 def test_generator_names_a_stretch_exercise():
@@ -125,19 +125,21 @@ def test_generator_refuses_a_lab_without_an_exercise():
 
 
 def test_check_mode_lists_stale_missing_and_orphaned_copies(tmp_path, monkeypatch, capsys):
+    from triton_course.tools.cli import main as cli
+
     labs, solutions = tmp_path / "labs", tmp_path / "labs" / "solutions"
     solutions.mkdir(parents=True)
     monkeypatch.setenv("TRITON_COURSE_ROOT", str(tmp_path))  # the generator works on the course root
     for name in ("01_a.ipynb", "02_b.ipynb"):
         nbformat.write(_solution("# BEGIN SOLUTION\nz = 2\n# END SOLUTION"), solutions / name)
-    assert generator.main([]) == 0
+    assert cli(["student-copies"]) == 0
     assert (labs / "01_a.ipynb").read_text().endswith("}\n")
-    assert generator.main(["--check"]) == 0
+    assert cli(["student-copies", "--check"]) == 0
     (labs / "01_a.ipynb").write_text((labs / "01_a.ipynb").read_text().replace("YOUR ANSWER", "MY ANSWER"))
     (labs / "02_b.ipynb").unlink()
     (labs / "03_c.ipynb").write_text("{}")
     capsys.readouterr()
-    assert generator.main(["--check"]) == 1
+    assert cli(["student-copies", "--check"]) == 1
     out = capsys.readouterr().out
     assert "stale:   labs/01_a.ipynb" in out
     assert "missing: labs/02_b.ipynb" in out

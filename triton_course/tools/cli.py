@@ -1,4 +1,4 @@
-"""`triton-course` (also `python -m triton_course`): doctor, prepare, serve, classify, report."""
+"""`triton-course` (also `python -m triton_course`): doctor, prepare, serve, classify, report, student-copies."""
 
 from __future__ import annotations
 
@@ -94,6 +94,12 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_student_copies(args) -> int:
+    from .student_copies import run
+
+    return run(check=args.check)
+
+
 def cmd_report(args) -> int:
     from .notebook_run import default_notebooks
     from .report import run_report
@@ -154,6 +160,11 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                      help="seconds one notebook may take before it is stopped and counted as failed")
     rep.set_defaults(func=cmd_report)
+
+    copies = sub.add_parser("student-copies", help="generate labs/NN_topic.ipynb from labs/solutions/ (maintainers)")
+    copies.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a student copy is stale, missing or orphaned")
+    copies.set_defaults(func=cmd_student_copies)
     return p
 
 

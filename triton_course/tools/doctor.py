@@ -272,10 +272,12 @@ def check_notebooks(root: Path | None = None) -> Check:
     span = f" ({prefixes[0]}-{prefixes[-1]})" if lessons else ""
     detail = f"{len(lessons)} lessons{span}, {len(solutions)} labs"
     if problems:
+        from .student_copies import REGENERATE
+
         if generator_errors:
-            fix = "Fix the solution notebook it names, then run `python scripts/make_student_copies.py`."
+            fix = f"Fix the solution notebook it names, then run `{REGENERATE}`."
         elif (no_copy or stale) and not gaps and not unreadable:
-            fix = "Run `python scripts/make_student_copies.py`."
+            fix = f"Run `{REGENERATE}`."
         else:
             fix = "Get the course folder again (`git status` shows what changed)."
         labs = sorted(set(no_copy + stale))

@@ -11,14 +11,14 @@ Every labs/solutions/NN_topic.ipynb (or NNx_topic.ipynb, e.g. 07b) becomes labs/
   notebook's metadata is kept to the kernel and language;
 - the first markdown cell gets a line saying the copy is generated.
 
-Course tooling, not a lesson helper: `python scripts/make_student_copies.py` runs it (`--check` writes
-nothing and exits 1 listing stale, missing or orphaned copies), and `triton-course doctor` asks it
-whether the copies are up to date.
+Course tooling, not a lesson helper: `triton-course student-copies` runs it (`--check` writes nothing
+and exits 1 listing stale, missing or orphaned copies; `python -m triton_course student-copies` in a
+checkout where the course is not installed), and `triton-course doctor` asks it whether the copies
+are up to date.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -30,8 +30,9 @@ from ..paths import course_root
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
 PLACEHOLDER = "# YOUR ANSWER HERE"
-GENERATED_NOTE = ("> *Generated from `labs/solutions/{name}` by `scripts/make_student_copies.py`: "
-                  "to change this lab, edit that notebook and run the script.*")
+REGENERATE = "triton-course student-copies"
+GENERATED_NOTE = ("> *Generated from `labs/solutions/{name}` by `" + REGENERATE + "`: "
+                  "to change this lab, edit that notebook and run that command.*")
 KEPT_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 KEPT_CELL_METADATA = ("tags",)
 
@@ -169,18 +170,15 @@ def generate(root: Path | None = None) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate labs/NN_topic.ipynb from labs/solutions/NN_topic.ipynb.")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if a student copy is stale, missing or orphaned")
-    args = parser.parse_args(argv)
+def run(check: bool = False) -> int:
+    """`triton-course student-copies [--check]`: write the copies, or only say which are out of date."""
     try:
-        if args.check:
+        if check:
             found = problems()
             for line in found:
                 print(line)
             if found:
-                print("Run `python scripts/make_student_copies.py` (and delete orphans) to bring them up to date.")
+                print(f"Run `{REGENERATE}` (and delete orphans) to bring them up to date.")
                 return 1
             print(f"{len(solution_paths())} student copies are up to date.")
             return 0
