@@ -133,7 +133,11 @@ class EmbeddedServer(TritonServer):
         for source in sources:
             dest = target / source.name
             if not dest.exists() or dest.stat().st_size != source.stat().st_size:
-                shutil.copyfile(source, dest)
+                # copied beside, then renamed: another process may be starting a server from this folder
+                partial = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+                shutil.copyfile(source, partial)
+                _make_executable(partial)
+                partial.replace(dest)
         _make_executable(target / self.installation.stub.name)
         return target.parent
 
