@@ -18,9 +18,12 @@ import psutil
 import pytest
 
 from triton_course import PortInUseError, balancer, loadgen, start_server
+from triton_course.artifact import INPUT_NAME, OUTPUT_NAME
 from triton_course.balancer import Balancer, BalancerError
+from triton_course.clients import infer_inputs, requested_outputs
 from triton_course.inference import classify
-from triton_course.photos import photo
+from triton_course.paths import MODEL_NAME
+from triton_course.photos import batch, photo
 from triton_course.runtimes.base import free_port
 
 UNAVAILABLE = balancer.unavailable_reason()
@@ -40,6 +43,7 @@ def test_the_config_holds_what_the_lesson_explains():
     for line in ("stats socket unix@admin.sock mode 600 level admin", "tune.bufsize 1048576", "mode http",
                  "option httpchk GET /v2/models/efficientnet_lite0/ready", "http-check expect status 200",
                  "retry-on conn-failure empty-response junk-response 503", "retries 3", "option redispatch 1",
+                 "option http-buffer-request",
                  "proto h2 track triton_http/triton2", "http-request use-service prometheus-exporter"):
         assert line in text, line
     assert len(re.findall(r"^    server triton\d 127\.0\.0\.1:\d+ check$", text, re.M)) == 2
@@ -151,6 +155,46 @@ def test_answers_over_http_and_grpc_round_robin_and_runtime_api(pair):
         assert lb.memory()["rss_mb"] > 0
         process, workdir = lb.process, lb.workdir
     assert process.poll() is not None and not workdir.exists()
+
+
+def _infer_request_head_and_body(images) -> tuple[bytes, bytes]:
+    """What tritonclient sends to infer `images` over HTTP (binary tensor extension): the head and the body."""
+    import tritonclient.http as httpclient
+
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(
+        infer_inputs({INPUT_NAME: images}, "http"), outputs=requested_outputs([OUTPUT_NAME], "http"))
+    head = (f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: triton\r\nConnection: close\r\n"
+            f"Inference-Header-Content-Length: {json_size}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode(), body
+
+
+@pytest.mark.server
+@needs_haproxy
+def test_a_request_whose_server_dies_while_it_arrives_goes_to_the_other(pair):
+    """A client slower than the server's death (half of a 600 KB body sent, the server killed, then the rest):
+    with `option http-buffer-request` HAProxy has sent nothing yet, so it tries the dead server, is refused, and
+    redispatches. Without it HAProxy 2.6 forwards the half at once, and a request it began to forward before all
+    of it arrived is never retried: the client gets 502."""
+    survivor = pair[0]
+    victim = start_server(survivor.repository)
+    try:
+        with Balancer([victim, survivor]) as lb:
+            lb.maint(survivor)  # the request can only go to the victim first
+            head, body = _infer_request_head_and_body(batch([photo("coffee")]))
+            host, _, port = lb.http_address.rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=30) as client:
+                client.sendall(head + body[:len(body) // 2])
+                time.sleep(0.3)
+                os.kill(victim.process.pid, signal.SIGKILL)
+                victim.process.wait()
+                lb.ready(survivor)
+                client.sendall(body[len(body) // 2:])
+                answer = b"".join(iter(lambda: client.recv(1 << 16), b""))
+            status_line = answer.split(b"\r\n", 1)[0].decode()
+            assert status_line == "HTTP/1.1 200 OK", answer[:300]
+            assert lb.state(victim).redispatched == 1 and lb.state(survivor).total == 1
+    finally:
+        victim.stop()
 
 
 OWNER = textwrap.dedent("""

@@ -125,6 +125,10 @@ frontend triton_http_in
 
 backend {HTTP_BACKEND}
     balance roundrobin
+    # Wait for the whole request before sending it on: HAProxy drops the retry of a request it began to
+    # forward while the client was still sending it (on a busy machine, such requests were lost at a kill).
+    # HTTP only: a gRPC stream may stay open for many messages, and HAProxy does not resend gRPC anyway.
+    option http-buffer-request
     # `check`: HAProxy checks each server as `defaults` says (no `option httpchk`: a TCP connect only).
 {http_servers}
 
