@@ -61,13 +61,39 @@ def test_the_adapter_rule_reads_metrics_triton_exports():
     assert used and used <= exported
 
 
+def pre_stop_pause_s(container: dict) -> int:
+    """How long the container's preStop hook keeps it serving before SIGTERM: a `sleep` action, or an exec of
+    the image's sleep. 0 when there is no such hook."""
+    pre_stop = container.get("lifecycle", {}).get("preStop", {})
+    if "sleep" in pre_stop:
+        return int(pre_stop["sleep"]["seconds"])
+    command = pre_stop.get("exec", {}).get("command", [])
+    if len(command) == 2 and command[0] in {"sleep", "/bin/sleep", "/usr/bin/sleep"}:
+        return int(command[1])
+    return 0
+
+
 def test_a_rolling_update_keeps_every_pod_answering():
     deployment = kubernetes.manifests()["Deployment"]
     assert kubernetes.field(deployment, "spec.strategy.rollingUpdate") == {"maxUnavailable": 0, "maxSurge": 1}
-    # the grace period outlasts Triton's own exit timeout, so a stopping pod finishes what it holds
-    args = kubernetes.field(deployment, "spec.template.spec.containers[0].args")
-    exit_timeout = int(next(a for a in args if a.startswith("--exit-timeout-secs=")).split("=")[1])
-    assert kubernetes.field(deployment, "spec.template.spec.terminationGracePeriodSeconds") > exit_timeout
+    container = kubernetes.field(deployment, "spec.template.spec.containers[0]")
+    # Kubernetes takes a stopping pod out of the Service's endpoints while it stops the containers, and the
+    # proxies learn of it later; Triton refuses new connections as soon as it gets SIGTERM. So a preStop pause
+    # keeps Triton serving until the pod has left the endpoints, and only then comes SIGTERM.
+    pause = pre_stop_pause_s(container)
+    assert pause >= 5, "the Deployment needs a preStop pause (sleep) before Triton gets SIGTERM"
+    # The grace period counts from the start of preStop: it must cover the pause and Triton's own exit timeout,
+    # so that a stopping pod finishes what it holds before SIGKILL.
+    exit_timeout = int(next(a for a in container["args"] if a.startswith("--exit-timeout-secs=")).split("=")[1])
+    assert kubernetes.field(deployment, "spec.template.spec.terminationGracePeriodSeconds") > pause + exit_timeout
+
+
+def test_the_drain_check_fails_without_a_pre_stop_pause():
+    container = copy.deepcopy(kubernetes.field(kubernetes.manifests()["Deployment"], "spec.template.spec.containers[0]"))
+    assert pre_stop_pause_s(container) > 0
+    del container["lifecycle"]
+    assert pre_stop_pause_s(container) == 0
+    assert pre_stop_pause_s({"lifecycle": {"preStop": {"sleep": {"seconds": 10}}}}) == 10
 
 
 def test_manifest_fields_are_read_by_path():

@@ -25,7 +25,8 @@ from .model_config import ModelConfig, ModelInstanceGroup, copy_config, mc, serv
 PRECISIONS = ("FP32", "FP16", "INT8")
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec",)  # where NVIDIA's containers keep it
 # The TensorRT container of a release carries trtexec and the same TensorRT as the Triton
-# container of that release (nvcr.io/nvidia/tritonserver:24.10-py3 <-> tensorrt:24.10-py3).
+# container of that release (nvcr.io/nvidia/tritonserver:24.10-py3 <-> tensorrt:24.10-py3): a plain
+# engine loads only in the TensorRT that built it (a version-compatible one also in later versions).
 TENSORRT_IMAGE = "nvcr.io/nvidia/tensorrt:{release}-py3"
 
 
@@ -175,8 +176,10 @@ def trtexec_command(onnx_path: str | Path, plan_path: str | Path, config: ModelC
     if precision == "INT8":
         raise ConfigError("An INT8 engine needs calibration data (or a model with Q/DQ nodes): the course "
                           "builds FP32 and FP16 engines.",
-                          fix="Build FP16, or calibrate on a few hundred representative inputs (trtexec --calib "
-                              "on TensorRT 10; ModelOpt quantization on TensorRT 11).")
+                          fix="Build FP16; or make a calibration cache from a few hundred representative inputs "
+                              "(a calibrator in TensorRT's Python API, or Polygraphy) and pass it to trtexec --int8 "
+                              "--calib=CACHE on TensorRT 10 (trtexec only reads the cache); or quantize the model "
+                              "with NVIDIA ModelOpt (Q/DQ nodes, the only way on TensorRT 11).")
     profile = profile_for(config, opt_batch)
     command = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={plan_path}"]
     if config.max_batch_size > 0:
@@ -195,7 +198,9 @@ def trtexec_command(onnx_path: str | Path, plan_path: str | Path, config: ModelC
 def container_command(command: list[str], model_dir: str | Path, release: str = "24.10") -> str:
     """`command` (a trtexec_command with paths inside `model_dir`) run in NVIDIA's TensorRT container
     of the same release as the Triton container that will serve the engine, as one shell line.
-    The engine is only valid for that TensorRT version and that GPU model."""
+    The engine is only valid on that GPU model, and for that TensorRT version unless it is built
+    version-compatible (trtexec --versionCompatible; Triton then needs
+    --backend-config=tensorrt,version-compatible=true)."""
     model_dir = Path(model_dir).resolve()
     inside = [part.replace(str(model_dir), "/models") for part in command]
     inside[0] = "trtexec"
@@ -291,7 +296,8 @@ def engine_max_batch(plan_path: str | Path) -> int:
     engine = runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
     if engine is None:
         raise ConfigError(f"{plan_path} is not an engine this TensorRT ({trt.__version__}) can load.",
-                          fix="Build the engine with the TensorRT of the Triton that serves it (same release).")
+                          fix="Build the engine with the TensorRT of the Triton that serves it (same release), "
+                              "or build it version-compatible (trtexec --versionCompatible) for a later TensorRT.")
     inputs = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
               if engine.get_tensor_mode(engine.get_tensor_name(i)) == trt.TensorIOMode.INPUT]
     return min(engine.get_tensor_profile_shape(name, 0)[2][0] for name in inputs)
