@@ -163,12 +163,26 @@ def test_disk_check_names_the_folder_to_clean():
     assert f"GB free in {course_root()}" in check.detail
 
 
-def test_every_fix_fits_its_line_and_the_report_fits_the_screen_when_everything_is_missing():
-    from triton_course.tools.doctor import FIX_WIDTH, Check, report, run_checks
+def test_every_fix_fits_its_line_and_the_report_fits_the_screen_when_everything_is_missing(tmp_path, monkeypatch):
+    from triton_course.tools.doctor import FIX_WIDTH, Check, check_disk, report, run_checks
 
+    # A clone and a cache deep in long paths: a fix that quotes a path must still fit its line.
+    deep = tmp_path / ("a-course-clone-in-a-long-folder-name-" * 2) / "triton-inference-server-course"
+    deep.mkdir(parents=True)  # an empty course folder: only the lines' lengths are checked here
+    cache = tmp_path / ("a-cache-folder-with-a-long-name-" * 3)
+    assert len(str(deep)) >= 60 and len(str(cache)) >= 60
+    monkeypatch.setenv("TRITON_COURSE_ROOT", str(deep))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     checks = run_checks(workshop=True)
-    for check in checks:
+    for check in checks + [check_disk(min_free_gb=10**4)]:
         assert len(check.fix) <= FIX_WIDTH, check.fix
+    full = check_disk(min_free_gb=10**4)
+    assert not full.ok and full.fix.startswith("Free 10000 GB in ")
+    from triton_course.tools.doctor import short_path
+
+    for width in (70, 40, 12, 3):
+        assert len(short_path(cache / "triton-course", width)) <= width
+    assert short_path(cache / "triton-course", 40).endswith("/triton-course")
     broken = [Check(c.name, False, "x" * 300, "y" * 300, c.required, c.lessons or "all") for c in checks]
     lines = report(broken).splitlines()
     assert len(lines) <= 24 and max(map(len, lines)) <= 100

@@ -60,7 +60,8 @@ def test_default_image_and_client_shm_flag_follow_the_ngc_table(reference_repo, 
     image, why = default_image()
     assert image == image_reference() == ngc.default_release(ngc.driver_version())[0].image
     assert why and (ngc.driver_version() is not None or image == DEFAULT_IMAGE == ngc.CURRENT.image)
-    # Triton 2.69 on refuses client shared memory unless allowed; 2.51 has no such option (it would not start)
+    # Triton 2.68 (26.04) on refuses client shared memory unless allowed; 2.51 and 2.67 have no such option
+    # (they would not start with it)
     current = DockerServer(reference_repo, image=ngc.CURRENT.image, pull=False)
     assert "--allow-client-shm=true" in current.command()
     assert "--allow-client-shm=true" in current.docker_run_command()
@@ -68,6 +69,9 @@ def test_default_image_and_client_shm_flag_follow_the_ngc_table(reference_repo, 
                                                          pull=False).command()
     assert "--allow-client-shm=true" not in DockerServer(reference_repo, image=ngc.CURRENT.image, pull=False,
                                                          allow_client_shm=False).command()
+    for tag, flagged in (("26.04", True), ("26.02", False)):
+        srv = DockerServer(reference_repo, image=ngc.release(tag).image, pull=False)
+        assert ("--allow-client-shm=true" in srv.command()) is flagged, tag
     monkeypatch.setenv("TRITON_IMAGE", "local/triton-course:ci")
     assert image_reference() == "local/triton-course:ci"  # CI's own image, never pulled from nvcr.io
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -74,6 +75,22 @@ def driver_version() -> str | None:
     """This host's NVIDIA driver version (e.g. "580.95.05"), or None without nvidia-smi or a GPU."""
     gpus = nvidia_smi_gpus()
     return gpus[0].driver if gpus else None
+
+
+def compute_capability() -> str | None:
+    """The first GPU's compute capability as nvidia-smi reports it ("9.0" on an H100/H200, "7.5" on a T4),
+    or None without nvidia-smi, a GPU, or a driver that knows the field (its own query, so that a driver
+    too old for `compute_cap` leaves the GPU list alone). NGC's current images need 7.5 (ngc.py)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    first = out.stdout.strip().splitlines()[:1]
+    return first[0].strip() if out.returncode == 0 and first and re.fullmatch(r"\d+\.\d+", first[0].strip()) else None
 
 
 def torch_device_name() -> str | None:

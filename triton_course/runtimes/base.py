@@ -138,7 +138,7 @@ class TritonServer:
         # in the ADMIN_HEADER header; the course's own calls send it.
         self.admin_key = admin_key
         # The course's load generator and perf_analyzer pass inputs through client shared memory;
-        # from Triton 2.69 the server refuses it unless started with --allow-client-shm=true.
+        # from Triton 2.68.0 (NGC 26.04) the server refuses it unless started with --allow-client-shm=true.
         self.allow_client_shm = allow_client_shm
         self.log_path: Path | None = None
         self.startup_seconds: float | None = None
@@ -224,7 +224,7 @@ class TritonServer:
         return None
 
     def client_shm_args(self) -> list[str]:
-        """--allow-client-shm=true where this Triton needs it for client shared memory (2.69 on)."""
+        """--allow-client-shm=true where this Triton needs it for client shared memory (2.68 on)."""
         from ..ngc import needs_allow_client_shm
 
         version = self.triton_version_before_start()

@@ -2,13 +2,14 @@
 
 The command line it stands for:
 
-    docker pull nvcr.io/nvidia/tritonserver:26.11-py3
+    docker pull nvcr.io/nvidia/tritonserver:<tag>-py3
     docker run --rm --gpus=all --shm-size=1g -p 127.0.0.1:8000:8000 -p 127.0.0.1:8001:8001 \\
-        -p 127.0.0.1:8002:8002 -v $PWD/models:/models:ro nvcr.io/nvidia/tritonserver:26.11-py3 \\
+        -p 127.0.0.1:8002:8002 -v $PWD/models:/models:ro nvcr.io/nvidia/tritonserver:<tag>-py3 \\
         tritonserver --model-repository=/models --allow-client-shm=true
 
 The tag is chosen from triton_course/ngc.py's table (`default_image`): the newest release this host's
-driver runs that no published security advisory affects.
+driver runs that no published security advisory affects. --allow-client-shm=true goes with a Triton
+from 2.68.0 (NGC 26.04) on, which refuses client shared memory without it.
 
 A container can start containers only when the host hands it its Docker socket
 (-v /var/run/docker.sock:/var/run/docker.sock) or runs it --privileged; rented GPU pods allow
@@ -27,9 +28,9 @@ from ..errors import CourseError, PortInUseError
 from ..gpu import DEVICE_VARIABLE, nvidia_smi_gpus, wants_cpu
 from .base import TritonServer, port_holder
 
-# The current NGC release, free of the advisories that affect 24.10 (the release of the embedded
-# 2.51.0 server). On a host whose driver is too old for it, `default_image` picks another; CI and
-# offline machines set $TRITON_IMAGE to a locally built image instead.
+# The newest NGC release in ngc.py's table, free of the advisories that affect every release before
+# 26.07 (24.10 among them, the release of the embedded 2.51.0 server). On a host whose driver is too
+# old for it, `default_image` picks another; CI and offline machines set $TRITON_IMAGE to a locally built image instead.
 DEFAULT_IMAGE = ngc.CURRENT.image
 IMAGE_VARIABLE = "TRITON_IMAGE"
 CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -47,6 +48,11 @@ def default_image() -> tuple[str, str]:
     """The NGC image for this host and why: the newest release its driver runs that no advisory affects
     (without a GPU, the current release)."""
     release, why = ngc.default_release(ngc.driver_version())
+    capability = ngc.compute_capability()
+    if ngc.below_compute_floor(capability):
+        floor = ".".join(map(str, ngc.MIN_COMPUTE_CAPABILITY))
+        why += (f"; warning: this GPU's compute capability is {capability}, and NGC's images from 25.08 on "
+                f"need {floor} or newer")
     return release.image, why
 
 
@@ -238,6 +244,14 @@ class DockerServer(TritonServer):
             return None if version == "?" else version
         known = ngc.release(self.image)
         return known.triton if known else None
+
+    def client_shm_args(self) -> list[str]:
+        """As for any Triton (base.py); for a tag in ngc.py's table whose Triton version is not filled in,
+        the table's answer by release (26.04 and later need the flag)."""
+        known = ngc.release(self.image) if self._image is None else None
+        if self.allow_client_shm and known is not None and known.triton is None:
+            return ["--allow-client-shm=true"] if known.needs_allow_client_shm else []
+        return super().client_shm_args()
 
     def image_version(self) -> dict[str, str]:
         """Triton's version and the NGC release, from the image's environment."""

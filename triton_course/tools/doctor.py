@@ -104,6 +104,12 @@ def check_gpu() -> Check:
     if wants_cpu():  # the variable leads, so that a cut line keeps it
         return Check("gpu", False, f"{DEVICE_VARIABLE}=cpu: lessons serve on the CPU; {names}",
                      f"Unset {DEVICE_VARIABLE} to serve on the GPU.", required=False, lessons=lessons_using("gpu"))
+    capability = ngc.compute_capability()
+    if ngc.below_compute_floor(capability):  # the warning leads, so that a cut line keeps it
+        floor = ".".join(map(str, ngc.MIN_COMPUTE_CAPABILITY))
+        return Check("gpu", False, f"compute capability {capability} < {floor} (NGC images from 25.08 need "
+                     f"{floor}+): {names}", f"Rent a GPU of compute capability {floor}+ (T4, A10, L4, A100, H100...).",
+                     required=False, lessons=lessons_using("gpu"))
     newest = ngc.newest_runnable(gpus[0].driver)  # the tag leads, so that a cut line keeps it (table: ngc.py)
     tag = f"newest NGC tag {newest.tag}-py3" if newest else "no NGC tag in the course's table"
     return Check("gpu", True, f"driver {gpus[0].driver}, {tag}: {names}", required=False, lessons=lessons_using("gpu"))
@@ -236,9 +242,30 @@ def check_disk(min_free_gb: float = MIN_FREE_GB) -> Check:
     free = {folder: shutil.disk_usage(folder).free / 1e9 for folder in places.values()}
     detail = ", ".join(f"{gb:.1f} GB free in {folder}" for folder, gb in free.items())
     tightest = min(free, key=free.get)
-    return Check("disk space", free[tightest] >= min_free_gb, detail,
-                 f"Free {min_free_gb:.0f} GB in {tightest}: `rm -rf workspace` drops old lesson files.",
-                 lessons="all")
+    if tightest == course_root():  # named, not quoted: a path of any length keeps the fix on its line
+        fix = f"Free {min_free_gb:.0f} GB in the course folder: `rm -rf workspace` drops old lesson files."
+    else:
+        fix = f"Free {min_free_gb:.0f} GB in {{}} (the course's cache: safe to delete)."
+        fix = fix.format(short_path(tightest, FIX_WIDTH - len(fix.format(""))))
+    return Check("disk space", free[tightest] >= min_free_gb, detail, fix, lessons="all")
+
+
+def short_path(path: Path, width: int) -> str:
+    """`path` in at most `width` characters: ~ for the home folder, then ".../" and its last parts."""
+    text = str(path)
+    home = str(Path.home())
+    if text == home or text.startswith(home + os.sep):
+        text = "~" + text[len(home):]
+    if len(text) <= width:
+        return text
+    if width < 8:
+        return "..."[:max(width, 0)]
+    parts = Path(text).parts
+    for keep in range(len(parts) - 1, 0, -1):
+        tail = ".../" + "/".join(parts[-keep:])
+        if len(tail) <= width:
+            return tail
+    return "..." + text[-(width - 3):] if width > 3 else text[:width]
 
 
 def check_notebooks(root: Path | None = None) -> Check:
