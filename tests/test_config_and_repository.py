@@ -17,7 +17,8 @@ from triton_course.model_config import (
     to_text,
 )
 from triton_course.paths import MODEL_NAME
-from triton_course.repository import add_model, add_version, readable_by_server, write_config, write_file
+from triton_course.permissions import readable_by_server
+from triton_course.repository import add_model, add_version, write_config, write_file
 from triton_course.runtimes.stand_in import served_copy
 
 

@@ -45,7 +45,12 @@ def test_batch_in_dims(server):
     assert "the model expects 4 dimensions" in said and "an initial batch dimension because max_batch_size > 0" in said
     verdict = debugging.check_batch_in_dims(server)
     assert not verdict and "dims [-1, 3, 224, 224] still include the batch dimension" in str(verdict)
-    assert "Triton said:" in str(verdict) and "5 dimensions" in verdict.triton_said
+    # The words are the course's runner's (the onnxruntime backend's wording), not Triton's: the verdict says so.
+    assert said.startswith("Internal: course ONNX runner: model 'batch_in_dims', tensor 'input':")
+    assert "ValueError" not in said
+    assert ("The course's ONNX runner (standing in for the onnxruntime backend) said: model 'batch_in_dims'"
+            in str(verdict)) and "Triton said:" not in str(verdict)
+    assert "5 dimensions" in verdict.triton_said
 
     # Turning batching off loads, but not what the task asks; with the output left short it does not even load.
     edit_config(server, "batch_in_dims", lambda c: setattr(c, "max_batch_size", 0))
@@ -120,7 +125,8 @@ def test_does_not_parse(server):
 
 def test_unreadable_file(server):
     said = triton_error(server, "unreadable_file")
-    assert said.startswith("Internal: PermissionError: [Errno 13] Permission denied:")
+    assert said.startswith("Internal: course ONNX runner: unable to open '") and said.endswith(
+        "for model 'unreadable_file': Permission denied")
     model_file = server.repository / "unreadable_file" / "1" / "model.onnx"
     verdict = debugging.check_unreadable_file(server)
     assert not verdict and "---------- unreadable_file/1/model.onnx: the user that runs Triton cannot read it" \
@@ -172,7 +178,11 @@ def test_engine_batch_rule_or_live():
     assert not verdict
     assert verdict.triton_said.startswith("autofill failed for model 'engine_too_small': configuration specified "
                                           "max-batch 8 but TensorRT engine only supports max-batch 4")
-    assert "the course's copy of the tensorrt backend's rule; no live server here" in verdict.triton_said
+    # Named as what wrote it: the course's copy of the backend's rule, not Triton.
+    assert verdict.said_by == "the course's copy of the tensorrt backend's rule (no live server here)"
+    assert ("The course's copy of the tensorrt backend's rule (no live server here) said: autofill failed"
+            in str(verdict))
+    assert "Triton said" not in str(verdict)
 
     zero = copy_config(scenario.config)
     zero.max_batch_size = 0
@@ -240,3 +250,23 @@ def test_control_mode(server, tmp_path):
     assert not verdict.triton_said  # no server answered this one: nothing is quoted
     verdict = debugging.check_control_mode("explicit", repo)
     assert verdict and "answered 'espresso'" in str(verdict)
+
+
+def test_checkpoint_folders_stop_only_a_server_that_loads_everything(tmp_path):
+    repo = tmp_path / "jupyter"
+    good = broken_models.build(tmp_path / "broken") / broken_models.CLASSIFIER
+    shutil.copytree(good, repo / broken_models.CLASSIFIER)
+    _, top = broken_models.add_checkpoint_folders(repo)
+    said = debugging.try_start(repo)
+    assert "Triton did not start" in said
+    assert "at least one version must be available under the version policy of model '.ipynb_checkpoints'" in said
+    assert "JupyterLab made it" in said  # the course's fix names the cause
+    verdict = debugging.check_checkpoints(repo)
+    assert not verdict and f"{top} is still there" in str(verdict)
+
+    shutil.rmtree(top)  # the one inside the model folder stays: Triton only warns
+    said = debugging.try_start(repo)
+    assert said.startswith(f"Triton started and loaded {broken_models.CLASSIFIER}.")
+    assert "ignore version directory '.ipynb_checkpoints' which fails to convert to integral number" in said
+    verdict = debugging.check_checkpoints(repo)
+    assert verdict and "may stay" in str(verdict)

@@ -5,9 +5,11 @@ wrong, the way newcomers really get it wrong. Starting Triton on the repository 
 shows Triton's own message for that mistake; the lab's checks (`triton_course.checks.debugging`)
 load the learner's fix on a real server.
 
-Two mistakes are not in the repository: a TensorRT engine whose profile is smaller than the config's
-max_batch_size needs TensorRT to build the engine (`engine_scenario`), and loading a model on a
-server started in poll mode is a mistake in how the server is started, not in a model.
+Three mistakes are not in the repository: a TensorRT engine whose profile is smaller than the config's
+max_batch_size needs TensorRT to build the engine (`engine_scenario`), loading a model on a
+server started in poll mode is a mistake in how the server is started, not in a model, and
+JupyterLab's checkpoint folders (`add_checkpoint_folders`) stop only a server that loads every model
+at start, not the lab's explicit-mode one.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ MISTAKES = [
     Mistake("f", "broken_ensemble", "the ensemble's steps do not connect: a tensor is written under one name "
                                     "and read under another"),
 ]
+# Mistake (i): JupyterLab keeps a copy of each file it saves in this folder beside the file (jupyter_server's
+# FileCheckpoints.checkpoint_dir). Seen on the embedded Triton 2.51: at the top of a repository Triton takes it for
+# a model ("at least one version must be available ..."), inside a model folder it only warns ("ignore version
+# directory '.ipynb_checkpoints' which fails to convert to integral number").
+CHECKPOINTS = ".ipynb_checkpoints"
 ENGINE_MODEL = "engine_too_small"  # mistake (g), built by engine_scenario where TensorRT exists
 ENGINE_MAX_BATCH = 4  # the profile the broken engine was built with; its config asks for 8
 
@@ -105,6 +112,19 @@ def add_broken(repository: str | Path, model: str) -> Path:
     else:
         raise KeyError(f"'{model}' is not one of the broken models: {', '.join(m.model for m in MISTAKES)}")
     return folder
+
+
+def add_checkpoint_folders(repository: str | Path, model: str = CLASSIFIER) -> list[Path]:
+    """Mistake (i): what JupyterLab leaves in `repository` after a learner saved `model`'s config.pbtxt and a
+    notes file at the repository's top in its editor: a .ipynb_checkpoints folder beside each file. Returns
+    the two folders (the model's, the top one)."""
+    repository = Path(repository)
+    inside, top = repository / model / CHECKPOINTS, repository / CHECKPOINTS
+    write_file(inside / "config-checkpoint.pbtxt", (repository / model / "config.pbtxt").read_text())
+    notes = "Notes: the classifier's config is in efficientnet_lite0/config.pbtxt.\n"
+    write_file(repository / "notes.md", notes)
+    write_file(top / "notes-checkpoint.md", notes)
+    return [inside, top]
 
 
 def ensemble_config(name: str, *, classifier_writes: str = "logits", postprocess_reads: str = "logits",

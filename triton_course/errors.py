@@ -1,8 +1,9 @@
-"""Errors a newcomer can act on: what went wrong, Triton's own words, and a one-line fix.
+"""Errors a newcomer can act on: what went wrong, the words of whoever said so, and a one-line fix.
 
 Triton reports a broken model in its log or in an API answer. `find_model_errors` reads the
 log, `suggest_fix` maps a Triton message to the fix a newcomer needs, and the exceptions
-below put the three together.
+below put the three together. `quote` names who wrote a message: Triton, or the course's runner that
+stands in for the onnxruntime backend on a server without one (words copied from that backend).
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ _DATATYPE_FIX = ("'{value}' is not a Triton datatype: use a ModelConfig name suc
 
 # (pattern in Triton's message, the fix). The first match wins, so specific rules come first.
 _FIXES: list[tuple[re.Pattern[str], str]] = [
+    # JupyterLab keeps a copy of every file it saves in a .ipynb_checkpoints folder beside it. At the top of the
+    # repository Triton takes that folder for a model (and, loading all models, fails to start); inside a model
+    # folder it only warns that it is not a version number. Seen on the embedded Triton 2.51.
+    (re.compile(r"model '(?P<folder>\.ipynb_checkpoints)'"),
+     "'{folder}' is not a model: JupyterLab made it when you saved a file at the top of the model repository, and "
+     "Triton takes every folder there for a model. Delete it (rm -r REPOSITORY/.ipynb_checkpoints) and keep "
+     "notebooks and notes out of the repository's top level; in explicit model-control mode Triton loads only "
+     "the models you name."),
+    (re.compile(r"ignore version directory '\.ipynb_checkpoints'"),
+     "Only a warning: JupyterLab's checkpoint of the config.pbtxt you edited, inside the model folder; Triton "
+     "skips it because its name is not a version number. Delete it if you like (rm -r MODEL/.ipynb_checkpoints)."),
     # Ensembles: the maps' keys are the step model's tensor names, the values the ensemble's own tensors.
     (re.compile(r"is not written: at least one of its depending tensors, '(?P<tensor>[^']+)', is not connected"),
      "No step writes the ensemble tensor '{tensor}': make one step's output_map value '{tensor}' (the key being "
@@ -103,6 +115,43 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
 GENERIC_FIX = "Read the server log (server.log_text()) around this message, fix the model, and start again."
 
 
+# Who wrote the words a message quotes. The course's python-backend runners stand in for the onnxruntime backend
+# where the server has none; Triton's python backend reports their load failures as "Internal: <writer>: <words>"
+# (triton_course/runner/onnx_model.py says why), their request failures as "<writer>: <words>".
+RUNNERS = {
+    "course ONNX runner": "the course's ONNX runner (standing in for the onnxruntime backend)",
+    "course PyTorch runner": "the course's PyTorch runner (standing in for the onnxruntime backend on the GPU)",
+}
+_RUNNER_MESSAGE = re.compile(r"^(?:Internal: )?(?P<tag>" + "|".join(map(re.escape, RUNNERS)) + r"): (?P<words>.*)$",
+                             re.S)
+# model_config.parse_config: Python's protobuf reading Triton's ModelConfig schema, not a Triton server.
+PROTOBUF_PREFIX = "Error parsing text-format inference.ModelConfig: "
+PROTOBUF = "Python's protobuf parser (reading Triton's ModelConfig schema; no server involved)"
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A message and who wrote it: `writer` said `words`."""
+
+    writer: str
+    words: str
+
+    def __str__(self) -> str:
+        writer = "The" + self.writer[3:] if self.writer.startswith("the ") else self.writer  # a line's start
+        return f"{writer} said: {self.words}"
+
+
+def quote(message: str, writer: str = "Triton") -> Quote:
+    """Who wrote `message`: one of the course's runners (its words without the python backend's status and the
+    runner's name), Python's protobuf parser, or else `writer` (Triton unless the caller knows better)."""
+    runner = _RUNNER_MESSAGE.match(message)
+    if runner:
+        return Quote(RUNNERS[runner["tag"]], runner["words"])
+    if message.startswith(PROTOBUF_PREFIX):
+        return Quote(PROTOBUF, message[len(PROTOBUF_PREFIX):])
+    return Quote(writer, message)
+
+
 def suggest_fix(message: str) -> str:
     """The one-line fix for a Triton error message."""
     for pattern, fix in _FIXES:
@@ -113,20 +162,26 @@ def suggest_fix(message: str) -> str:
 
 
 class CourseError(Exception):
-    """Base of the course's errors: `what` happened, what `triton_said`, and the `fix`."""
+    """Base of the course's errors: `what` happened, the message quoted (`triton_said`), and the `fix`.
+
+    `source` names who wrote the quoted message when it is not Triton (a class default or a keyword);
+    a message of the course's runner is recognised as theirs (see `quote`)."""
 
     source = "Triton"  # whose words triton_said quotes
 
-    def __init__(self, what: str, *, triton_said: str | None = None, fix: str | None = None):
+    def __init__(self, what: str, *, triton_said: str | None = None, fix: str | None = None,
+                 source: str | None = None):
         self.what = what
         self.triton_said = triton_said
+        if source is not None:
+            self.source = source
         self.fix = fix if fix is not None else (suggest_fix(triton_said) if triton_said else None)
         super().__init__(self._text())
 
     def _text(self) -> str:
         lines = [self.what]
         if self.triton_said:
-            lines.append(f"{self.source} said: {self.triton_said}")
+            lines.append(str(quote(self.triton_said, self.source)))
         if self.fix:
             lines.append(f"Fix: {self.fix}")
         return "\n".join(lines)
@@ -176,7 +231,7 @@ class ModelProblem:
         return suggest_fix(self.message)
 
     def __str__(self) -> str:
-        return f"Model '{self.model}' failed to load.\n  Triton said: {self.message}\n  Fix: {self.fix}"
+        return f"Model '{self.model}' failed to load.\n  {quote(self.message)}\n  Fix: {self.fix}"
 
 
 class ModelLoadError(CourseError):

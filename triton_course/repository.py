@@ -16,7 +16,6 @@ as NAME.<time>.bak first. How the embedded server serves ONNX models without an 
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import time
@@ -28,6 +27,7 @@ from .model_config import (
     to_text,
     torch_runner_config,
 )
+from .permissions import readable_by_server  # noqa: F401 - its home is permissions.py; older imports find it here
 
 
 def write_file(path: str | Path, content: str | bytes) -> Path | None:
@@ -110,31 +110,6 @@ def listing(repository: str | Path) -> str:
         size = "" if path.is_dir() else f"{st.st_size:>10,}"
         rows.append(f"{stat.filemode(st.st_mode)} {size:>10}  {path.relative_to(repository)}")
     return "\n".join(rows)
-
-
-def readable_by_server(path: Path) -> bool:
-    """Whether a Triton process of our user can read `path` (a folder: list and enter it), as it
-    would without root's override.
-
-    The course starts Triton without the capability that lets root read any file, so a chmod
-    means the same for root as for anyone (as in a container run with --user).
-    """
-    path = Path(path)
-    is_dir = path.is_dir()
-    if os.geteuid() != 0:
-        return os.access(path, os.R_OK | (os.X_OK if is_dir else 0))
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    if st.st_uid == 0:
-        read, enter = stat.S_IRUSR, stat.S_IXUSR
-    elif st.st_gid == 0:
-        read, enter = stat.S_IRGRP, stat.S_IXGRP
-    else:
-        read, enter = stat.S_IROTH, stat.S_IXOTH
-    need = read | (enter if is_dir else 0)
-    return st.st_mode & need == need
 
 
 def cuda_device_name() -> str | None:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import quote
+
 
 @dataclass
 class Verdict:
     """The outcome of one check: `ok`, and the lines that say what is right or wrong.
 
-    A failed verdict names the field or value at fault, quotes Triton's own message where there is
-    one (`triton_said`) and gives a hint the learner can act on.
+    A failed verdict names the field or value at fault, quotes the message where there is one
+    (`triton_said`) under its writer's name, and gives a hint the learner can act on. The writer is
+    Triton, or the course's runner whose words Triton passed on (`triton_course.errors.quote` tells
+    them apart), or `said_by` where the check knows better (a parser, a copy of a backend's rule).
     """
 
     exercise: str
@@ -25,6 +29,7 @@ class Verdict:
     triton_said: str = ""
     hint: str = ""
     confirmation: str = ""
+    said_by: str = ""
 
     def __repr__(self) -> str:
         if self.ok:
@@ -32,7 +37,7 @@ class Verdict:
         lines = [f"NOT YET {self.exercise}:"]
         lines += [f"  - {problem}" for problem in self.problems]
         if self.triton_said:
-            lines.append(f"  Triton said: {self.triton_said}")
+            lines.append(f"  {quote(self.triton_said, self.said_by or 'Triton')}")
         if self.hint:
             lines.append(f"  Hint: {self.hint}")
         return "\n".join(lines)
@@ -47,5 +52,5 @@ def passed(exercise: str, confirmation: str) -> Verdict:
     return Verdict(exercise, True, confirmation=confirmation)
 
 
-def failed(exercise: str, *problems: str, triton_said: str = "", hint: str = "") -> Verdict:
-    return Verdict(exercise, False, list(problems), triton_said=triton_said, hint=hint)
+def failed(exercise: str, *problems: str, triton_said: str = "", hint: str = "", said_by: str = "") -> Verdict:
+    return Verdict(exercise, False, list(problems), triton_said=triton_said, hint=hint, said_by=said_by)

@@ -15,7 +15,7 @@ from ..artifact import ensure_onnx
 from ..config_editor import onnx_mismatches
 from ..errors import ConfigError, suggest_fix
 from ..model_config import ModelConfig, read_config
-from ..repository import readable_by_server
+from ..permissions import readable_by_server
 from . import Verdict, failed, passed
 
 
@@ -253,7 +253,7 @@ def show_engine_mistake(scenario: broken_models.EngineScenario, server) -> str:
 
 
 def check_rebuild_command(command: list[str], scenario: broken_models.EngineScenario,
-                          exercise: str = "Stretch exercise 9") -> Verdict:
+                          exercise: str = "Stretch exercise 10") -> Verdict:
     """The other fix for (g): a trtexec command whose profile takes the config's max_batch_size."""
     wanted = scenario.config.max_batch_size
     options = dict(part.split("=", 1) for part in command if part.startswith("--") and "=" in part)
@@ -319,14 +319,62 @@ def check_engine_batch(fixed: ModelConfig, scenario: broken_models.EngineScenari
             tensorrt.check_engine_batch(fixed, engine)
         except ConfigError as error:
             return failed(exercise, *(problems or [error.what]),
-                          triton_said=f"{error.triton_said} [the course's copy of the tensorrt backend's rule; "
-                                      "no live server here]", hint=suggest_fix(error.triton_said))
+                          triton_said=error.triton_said, hint=suggest_fix(error.triton_said),
+                          said_by="the course's copy of the tensorrt backend's rule (no live server here)")
         source = ("the tensorrt backend's rule (the course's copy of it: no TensorRT here, so no live server "
                   "checked it) accepts this config")
     if problems:
         return failed(exercise, *problems)
     return passed(exercise, f"{source}: max_batch_size {fixed.max_batch_size} fits the engine's profile "
                             f"(batches up to {engine}).")
+
+
+# --- (i) JupyterLab's checkpoint folders ------------------------------------------------------------
+
+def try_start(repository: str | Path, mode: str = "none") -> str:
+    """Start a server on `repository` in `mode` (by default 'none', Triton's default: every model loads at
+    start) and say what happened, in Triton's words when it fails; its warnings about checkpoint folders too."""
+    from .. import server as make_server
+
+    s = make_server(repository, model_control_mode=mode)
+    try:
+        with s:
+            with s.http_client() as client:
+                ready = sorted(m["name"] for m in client.get_model_repository_index() if m.get("state") == "READY")
+            said = f"Triton started and loaded {', '.join(ready) or 'no model'}."
+    except (ModelLoadError, ServerStartError) as error:
+        said = f"Triton did not start:\n{error}"
+    warnings = [line.split("] ", 1)[-1].strip('"') for line in s.log_text().splitlines()
+                if line.startswith("W") and broken_models.CHECKPOINTS in line]
+    if warnings:
+        said += "\nTriton's log also warned: " + warnings[0]
+    return said
+
+
+def check_checkpoints(repository: str | Path, exercise: str = "Exercise 9") -> Verdict:
+    """Exercise 9: a server that loads every model at start starts on `repository` and its classifier answers."""
+    from .. import server as make_server
+
+    top = Path(repository) / broken_models.CHECKPOINTS
+    problems = []
+    if top.exists():
+        problems.append(f"{top} is still there: Triton takes every folder at the top of the repository for a "
+                        "model, and this one has no version.")
+    s = make_server(repository, model_control_mode="none")
+    try:
+        with s:
+            label = _top_label(s, broken_models.CLASSIFIER)
+    except (ModelLoadError, ServerStartError) as error:
+        said = error.problems[0].message if error.problems else str(error)
+        return failed(exercise, *(problems or ["Triton still does not start on the repository."]),
+                      triton_said=said, hint=suggest_fix(said))
+    if problems:
+        return failed(exercise, *problems)
+    inside = Path(repository) / broken_models.CLASSIFIER / broken_models.CHECKPOINTS
+    kept = (f" The {broken_models.CHECKPOINTS} folder inside {broken_models.CLASSIFIER} may stay: Triton only warns "
+            "that its name is not a version number." if inside.exists() else "")
+    return passed(exercise, f"Triton started on the repository, loading every model, and "
+                            f"'{broken_models.CLASSIFIER}' answered the coffee photo with '{label}'.{kept}")
 
 
 # --- (h) an explicit load on a server in poll mode -------------------------------------------------

@@ -12,7 +12,7 @@ from .. import inference, photos
 from ..errors import suggest_fix
 from ..model_config import read_config
 from ..paths import MODEL_NAME
-from ..repository import readable_by_server
+from ..permissions import readable_by_server
 from . import Verdict, failed, passed
 from ._serving import reload
 

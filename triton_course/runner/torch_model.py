@@ -22,6 +22,16 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
+WRITER = "course PyTorch runner"  # how Triton's messages name this file (as the ONNX runner's docstring says)
+
+
+class RunnerError(Exception):
+    """A load failure of this runner. Its type's name is WRITER: Triton's python stub writes a raised
+    exception as "<type name>: <message>", and the python backend puts "Internal: " in front."""
+
+
+RunnerError.__name__ = RunnerError.__qualname__ = WRITER
+
 
 def _runner_file(version_dir, filename, module_name):
     spec = importlib.util.spec_from_file_location(module_name, os.path.join(version_dir, filename))
@@ -43,6 +53,14 @@ def _check_against_onnx(config, version_dir, onnx_filename):
 
 class TritonPythonModel:
     def initialize(self, args):
+        try:
+            self._load(args)
+        except Exception as exc:  # said in the name of the runner whose code wrote it
+            if type(exc).__name__.startswith("course "):
+                raise  # this runner's, or the ONNX runner's config check (its words, its name)
+            raise RunnerError(f"{type(exc).__name__}: {exc}") from None
+
+    def _load(self, args):
         config = json.loads(args["model_config"])
         self.name = config["name"]
         self.max_batch_size = int(config.get("max_batch_size", 0))
@@ -121,5 +139,5 @@ class TritonPythonModel:
                 start += size
             return responses
         except Exception as exc:  # noqa: BLE001 - every request must get an answer
-            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{WRITER}: {type(exc).__name__}: {exc}"))
                     for _ in requests]

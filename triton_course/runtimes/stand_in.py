@@ -28,7 +28,7 @@ from ..model_config import (
     to_text,
     torch_runner_config,
 )
-from ..repository import readable_by_server
+from ..permissions import readable_by_server
 
 RUNNER_SOURCE = "onnx_model.py"
 TORCH_RUNNER_SOURCE = "torch_model.py"
