@@ -22,10 +22,11 @@ import re
 import shutil
 from pathlib import Path
 
-from .errors import ConfigError, CourseError, ModelLoadError, suggest_fix
+from .errors import ConfigError, CourseError, ModelLoadError, quote, suggest_fix
 from .model_config import ModelConfig, config_from_onnx, mc, parse_config
 from .paths import workspace_dir
-from .repository import readable_by_server, write_file
+from .permissions import readable_by_server
+from .repository import write_file
 
 _POSITION = re.compile(r"Error parsing text-format inference\.ModelConfig: (?P<line>\d+):(?P<column>\d+) : "
                        r"(?:'.*?': )?(?P<message>.*)$", re.S)
@@ -231,7 +232,7 @@ class ConfigEditor:
             # The scratch copy's files are the learner's own (hard links), its config.pbtxt the editor's text.
             copy = str(self.scratch.resolve() / self.model)
             said = said.replace(f"{copy}/config.pbtxt", "the editor's text").replace(copy, str(self.model_dir))
-            self._show_result(f"Triton refused '{self.model}'.\n  Triton said: {said}\n  Fix: {suggest_fix(said)}")
+            self._show_result(f"Triton did not load '{self.model}'.\n  {quote(said)}\n  Fix: {suggest_fix(said)}")
             return self.verdict
         with server.http_client() as client:
             metadata = client.get_model_metadata(self.model)

@@ -27,7 +27,6 @@ from .model_config import (
     to_text,
     torch_runner_config,
 )
-from .permissions import readable_by_server  # noqa: F401 - its home is permissions.py; older imports find it here
 
 
 def write_file(path: str | Path, content: str | bytes) -> Path | None:

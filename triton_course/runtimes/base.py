@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..model_config import serves_onnx
 from ..paths import cache_dir, models_dir
-from ..repository import readable_by_server
+from ..permissions import readable_by_server
 from .stand_in import runner_config, served_copy, served_on_gpu
 
 _RUNNING: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
