@@ -46,7 +46,8 @@ PIXELS_MODEL = "dynamic_batching_uint8"  # dynamic_batching's config on the uint
 CEILING_BATCH_SIZES = (1, 8, 32, 64, 128)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (`argv`, default sys.argv), with the device's defaults filled in."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when PyTorch sees one")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
@@ -64,7 +65,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--only", choices=["pixels"], default=None,
                         help="pixels: part 4 alone (FP32 input vs uint8 pixels on one dynamic-batching server)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.device is None:
         import torch
 
@@ -72,6 +73,13 @@ def parse_args() -> argparse.Namespace:
     args.max_batch_size = args.max_batch_size or (64 if args.device == "cuda" else 8)
     args.instances = args.instances or (4 if args.device == "cuda" else 1)
     return args
+
+
+def served_config(args) -> dict:
+    """The serving settings this run used, written into its JSON so that a reader of the figures knows them."""
+    return {"max_queue_delay_microseconds": args.queue_delay_us, "max_batch_size": args.max_batch_size,
+            "instance_group_count": args.instances, "window_s": args.window, "repeats": args.repeats,
+            "concurrency": args.concurrency}
 
 
 def machine(device: str) -> str:
@@ -233,7 +241,8 @@ def main() -> None:
     if args.perf_analyzer == "on" and perf_analyzer.find_binary() is None:
         raise SystemExit(f"perf_analyzer cannot run here: {perf_analyzer.unavailable_reason()}\n"
                          "(or pass --perf-analyzer off to measure without it)")
-    report: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), "device": args.device}
+    report: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), "device": args.device,
+                    "config": served_config(args)}
     print(report["machine"])
     if args.perf_analyzer == "on":
         print(perf_analyzer.describe())

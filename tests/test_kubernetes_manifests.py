@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from triton_course import course_root, kubernetes, metrics, start_server
+from triton_course import course_root, kubernetes, metrics, ngc, start_server
 
 FOLDER = course_root() / "deploy" / "kubernetes"
 MANIFESTS = sorted(FOLDER.glob("*.yaml"))
@@ -35,6 +35,7 @@ def test_the_pieces_fit_together():
     deployment, service, hpa = docs["Deployment"], docs["Service"], docs["HorizontalPodAutoscaler"]
     pod = deployment["spec"]["template"]
     container = pod["spec"]["containers"][0]
+    assert container["image"] == ngc.CURRENT.image  # the newest release in the course's table
     assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -89,7 +90,8 @@ def test_a_rolling_update_keeps_every_pod_answering():
 
 
 def test_the_drain_check_fails_without_a_pre_stop_pause():
-    container = copy.deepcopy(kubernetes.field(kubernetes.manifests()["Deployment"], "spec.template.spec.containers[0]"))
+    deployment = kubernetes.manifests()["Deployment"]
+    container = copy.deepcopy(kubernetes.field(deployment, "spec.template.spec.containers[0]"))
     assert pre_stop_pause_s(container) > 0
     del container["lifecycle"]
     assert pre_stop_pause_s(container) == 0

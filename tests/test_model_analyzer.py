@@ -174,3 +174,32 @@ def test_guard_stops_what_model_analyzer_started_when_the_notebook_dies():
     owner.wait()
     guard.wait(timeout=30)
     assert not started(), "a process below the guard outlived its owner"
+
+
+def test_the_streamed_log_keeps_the_lines_that_matter():
+    """Lines of a real run's log (lesson 07b): each configuration, each concurrency, a repeated measurement, an early
+    stop of the search and the end are shown; checkpoints, CPU/GPU metric warnings and report paths stay in the
+    log file."""
+    log = "\n".join(f"[Model Analyzer] {line}" for line in [
+        "Starting a local Triton Server",
+        "Creating model config: efficientnet_lite0_config_0",
+        "  Setting instance_group to [{'count': 1, 'kind': 'KIND_CPU'}]",
+        "Profiling efficientnet_lite0_config_0: concurrency=4",
+        "WARNING: One or more models are running on the CPU, but CPU metric(s) are not being collected",
+        "Saved checkpoint to /work/main/workspace/07b_model_analyzer/analysis/checkpoints/0.ckpt",
+        "perf_analyzer's request count is too small, increased to 100.",
+        "Existing measurement found for run config. Skipping profile",
+        "No longer increasing max_batch_size because throughput has plateaued",
+        "Profile complete. Profiled 7 configurations for models: ['efficientnet_lite0']",
+        'WARNING: GPU output field "gpu_used_memory", has no data',
+        "Exporting Summary Report to /work/x/result_summary.html",
+        "Model Analyzer encountered an error: Failed to load the model",
+    ])
+    assert model_analyzer.shown(model_analyzer._log_lines(log)) == [
+        "Creating model config: efficientnet_lite0_config_0",
+        "Profiling efficientnet_lite0_config_0: concurrency=4",
+        "perf_analyzer's request count is too small, increased to 100.",
+        "No longer increasing max_batch_size because throughput has plateaued",
+        "Profile complete. Profiled 7 configurations for models: ['efficientnet_lite0']",
+        "Model Analyzer encountered an error: Failed to load the model",
+    ]

@@ -67,16 +67,28 @@ def test_top1_agreement_and_verdict():
     assert onnx_optimization.top1_agreement(a, b) == 0.75
     with pytest.raises(ValueError, match="shape"):
         onnx_optimization.top1_agreement(a, b[:2])
-    rows = [{"variant": "fp32", "MB": 18.6, "infer/s": 100.0, "p99 ms": 30.0, "top-1 agreement": 1.0},
-            {"variant": "faster", "MB": 5.0, "infer/s": 180.0, "p99 ms": 15.0, "top-1 agreement": 0.96},
-            {"variant": "same", "MB": 18.6, "infer/s": 95.0, "p99 ms": 31.0, "top-1 agreement": 1.0},
-            {"variant": "slower", "MB": 4.8, "infer/s": 30.0, "p99 ms": 90.0, "top-1 agreement": 0.9}]
-    faster, same, slower = onnx_optimization.verdict(rows, reference="fp32")
-    assert faster.startswith("faster: x1.80 the throughput of fp32: faster on this CPU, it pays")
-    assert "on 96% of the images" in faster
-    assert "no measurable difference" in same and "x0.95" in same
-    assert slower.startswith("slower: x0.30 the throughput of fp32: slower on this CPU, it does not pay here")
+    rows = [{"variant": "fp32", "MB": 18.6, "p99 ms": 30.0, "top-1 agreement": 1.0},
+            {"variant": "faster", "MB": 5.0, "p99 ms": 15.0, "top-1 agreement": 0.96},
+            {"variant": "same", "MB": 18.6, "p99 ms": 31.0, "top-1 agreement": 1.0},
+            {"variant": "slower", "MB": 4.8, "p99 ms": 90.0, "top-1 agreement": 0.9},
+            {"variant": "close", "MB": 18.6, "p99 ms": 29.0, "top-1 agreement": 1.0}]
+    # Alternating runs of each: fp32 spreads over 90..110 infer/s.
+    runs = {"fp32": [100.0, 90.0, 110.0], "faster": [180.0, 170.0, 190.0], "same": [95.0, 105.0, 99.0],
+            "slower": [30.0, 28.0, 33.0], "close": [108.0, 115.0, 112.0]}
+    faster, same, slower, close = onnx_optimization.verdict(rows, reference="fp32", throughputs=runs,
+                                                            stable={"slower": False})
+    assert faster.startswith("faster: x1.80 the throughput of fp32 (medians of 3 runs, 180 infer/s in 170..190 "
+                             "against 100 in 90..110): faster on this CPU, it pays;")
+    assert "on 96% of the images" in faster and "not stable" not in faster
+    assert "x0.99" in same and "within the noise" in same  # inside fp32's spread
+    # Above fp32's median but one run below fp32's fastest: still within the noise, not "faster".
+    assert "x1.12" in close and "within the noise" in close and "faster on this CPU" not in close
+    assert slower.startswith("slower: x0.30 the throughput of fp32")
+    assert "slower on this CPU, it does not pay here (measurement not stable: slower)" in slower
     assert "file x0.26" in slower
+    one_run = onnx_optimization.verdict(rows[:2], reference="fp32", throughputs={"fp32": [100.0], "faster": [180.0]})
+    assert "too few runs to tell a difference from the noise" in one_run[0]
+
 
 def test_augmented_photos_are_repeatable_and_varied():
     images = photos()

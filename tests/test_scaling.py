@@ -122,11 +122,25 @@ def _result(label, concurrency, throughput, p99):
                   latencies_ms=np.full(100, p99))
 
 
-@pytest.mark.parametrize("second, words", [(300.0, "were faster"), (105.0, "were not faster"),
-                                           (60.0, "were slower")])
+@pytest.mark.parametrize("second, words", [((300.0, 290.0, 310.0), "were faster"),
+                                           ((105.0, 95.0, 112.0), "were not faster"),
+                                           ((60.0, 55.0, 66.0), "were slower")])
 def test_the_verdict_follows_the_numbers(second, words):
-    one = [_result("1", 1, 50.0, 10.0), _result("1", 4, 100.0, 40.0)]
-    two = [_result("2", 1, 50.0, 10.0), _result("2", 4, second, 30.0)]
+    """Three alternating runs a side at c=4 (one server: 92..110 infer/s): the words follow verdicts.compare."""
+    one = [_result("1", 4, t, p99) for t, p99 in ((100.0, 40.0), (92.0, 44.0), (110.0, 38.0))]
+    two = [_result("2", 4, t, 30.0) for t in second]
     text = scaling.compare(one, two, servers=2, cores=2)
     assert words in text
-    assert f"x{second / 100:.2f}" in text and "p99 at c=4: 40.0 ms vs 30.0 ms" in text
+    assert f"x{sorted(second)[1] / 100:.2f} of the medians" in text
+    assert "p99 at c=4 (median of the runs): 40.0 ms with one server, 30.0 ms with 2." in text
+    if words == "were not faster":
+        assert "within the noise" in text and scaling.verdict(one, two, servers=2).verdict == "within the noise"
+
+
+def test_one_run_a_side_is_not_called_faster_or_slower():
+    """A sweep measured once a side (c=1 and c=4): the verdict at c=4 says it cannot tell, whatever the ratio."""
+    one = [_result("1", 1, 50.0, 10.0), _result("1", 4, 100.0, 40.0)]
+    two = [_result("2", 1, 50.0, 10.0), _result("2", 4, 60.0, 30.0)]
+    text = scaling.compare(one, two, servers=2, cores=2)
+    assert "x0.60" in text and "cannot tell a difference from the noise" in text
+    assert "were slower" not in text and "were faster" not in text

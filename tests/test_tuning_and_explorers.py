@@ -16,6 +16,7 @@ from triton_course import (
     repository,
     start_server,
     tuning,
+    verdicts,
 )
 from triton_course.inference import classify
 from triton_course.model_config import ModelConfig, ModelInstanceGroup, parse_config, to_text
@@ -145,39 +146,49 @@ def test_budget_explorer_picks_the_most_throughput_within_budget():
 
 
 def test_explain_batching_reads_gains_and_losses():
-    """explain_batching says 'raised' for a x1.5 gain and 'did not pay' when batching only costs."""
-    plain = [_result("plain", 1, 100, [10] * 5), _result("plain", 4, 200, [20] * 5)]
-    gained = [_result("b", 1, 100, [10] * 5, server={"avg_batch": 1.0, "queue_ms": 1.0}),
-              _result("b", 4, 300, [15] * 5, server={"avg_batch": 3.2})]
-    text = tuning.explain_batching(plain, gained, cpus=2)
-    assert "At concurrency 4, batching raised throughput (x1.50: 200 -> 300 infer/s)" in text
-    assert "batches of 3.2 requests" in text
-    assert "At concurrency 1, batching did not change throughput (x1.00" in text
-    assert "queue time 1.0 ms" in text
-    assert "The largest gain, x1.50 at concurrency 4" in text
-    assert "did not pay" not in text
+    """explain_batching's words come from alternating runs: 'raised' only when every batched run beat every
+    plain run; overlapping runs are 'within the noise'; one run each gives no verdict."""
+    def runs(label, c, rates, **server):
+        return [_result(label, c, rate, [10 + c] * 5, server=server) for rate in rates]
 
-    lost = [_result("b", 1, 80, [12] * 5), _result("b", 4, 190, [25] * 5)]
-    text = tuning.explain_batching(plain, lost, cpus=2)
-    assert "batching lowered throughput (x0.80: 100 -> 80 infer/s)" in text
-    assert "Batching did not pay on this machine (2 CPU cores)" in text
+    plain = [runs("plain", 1, [98, 100, 103]), runs("plain", 4, [190, 200, 210])]
+    gained = [runs("b", 1, [97, 100, 104], avg_batch=1.0, queue_ms=1.0), runs("b", 4, [290, 300, 310], avg_batch=3.2)]
+    text = tuning.explain_batching(plain, gained, cpus=2)
+    assert "At concurrency 4: batching raised throughput beyond the noise" in text
+    assert "batching 300 (290..310, 3 runs) against no batching 200 (190..210, 3 runs) infer/s, x1.50" in text
+    assert "batches of 3.2 requests" in text
+    assert "At concurrency 1: batching against no batching: throughput within the noise" in text
+    assert "made no difference beyond the noise (queue time 1.00 ms" in text
+    assert "the largest gain, x1.50 at concurrency 4" in text
+    assert "at no concurrency" not in text
+
+    lost = [runs("b", 1, [78, 80, 82], queue_ms=2.0), runs("b", 4, [170, 180, 195])]
+    text = tuning.explain_batching(plain, lost, cpus=2, delay_us=2000)
+    assert "batching lowered throughput beyond the noise" in text
+    assert "batching cost throughput here, beyond the noise: the scheduler waited for company" in text
+    assert "Batching raised throughput beyond the noise at no concurrency measured here (2 CPU cores)" in text
     assert "largest gain" not in text
     on_gpu = tuning.explain_batching(plain, lost, cpus=2, gpu="Test GPU")
     assert "although the model ran on the GPU (Test GPU)" in on_gpu and "CPU cores" not in on_gpu
-    no_delay = tuning.explain_batching(plain, gained, cpus=2, delay_us=0)
-    assert "with no queue delay the batcher runs each request as soon as an instance is free" in no_delay
-    assert "waits for one anyway" not in no_delay
+    single = tuning.explain_batching([p[0] for p in plain], [g[0] for g in gained], cpus=2)
+    assert "too few runs" in single and "raised" not in single and "lowered" not in single
 
 
 def test_explain_instances_reads_throughput_and_memory():
-    """explain_instances compares each count with the first, and names the best count."""
+    """explain_instances shows single runs without a verdict; 'raised' only from the verdicts it is given."""
     results = {1: [_result("1", 2, 100, [10] * 5)], 2: [_result("2", 2, 150, [12] * 5)]}
     footprints = {1: {"rss_mb": 200.0, "threads": 10}, 2: {"rss_mb": 400.0, "threads": 20}}
     text = tuning.explain_instances(results, footprints, cpus=2)
-    assert "2 instances vs 1 at concurrency 2: throughput x1.50 (100 -> 150 infer/s)" in text
+    assert "2 instances vs 1 at concurrency 2 (one run each): throughput x1.50 (100 -> 150 infer/s)" in text
     assert "200 MB for 1 instance(s), 400 MB for 2 (x2.0)" in text
     assert "threads 10 -> 20" in text
-    assert "The most throughput here came with 2 instance(s) on 2 CPU cores" in text
+    assert "no verdict" in text and "raised" not in text
+    noise = verdicts.compare([90, 100, 130], [95, 150, 160], a_name="1 copy", b_name="2 copies")
+    text = tuning.explain_instances(results, footprints, cpus=2, judged=[noise])
+    assert "No configuration with more copies raised throughput beyond the noise on 2 CPU cores" in text
+    raised = verdicts.compare([90, 100, 110], [140, 150, 160], a_name="1 copy", b_name="2 copies")
+    text = tuning.explain_instances(results, footprints, cpus=2, judged=[raised])
+    assert "Beyond the noise: 2 copies raised throughput over 1 copy (x1.50)" in text
 
 
 # --- against the server ------------------------------------------------------------------------

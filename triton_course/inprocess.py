@@ -158,3 +158,30 @@ def served_vs_ceiling(label: str, served: float, formed: float, limits: list[Lim
     where = "onnxruntime on the CPU" if limit.device == "CPU" else f"{precision} CUDA graph on the GPU"
     return (f"{label}: served {served:.0f} infer/s in batches of {formed:.1f} = {served / limit.throughput:.2f} of "
             f"the ceiling at batch {limit.batch_size} ({where}: {limit.throughput:.0f} infer/s)")
+
+
+def ceiling_runs(gpu: str | None, batch_sizes=(1, 4, 8), seconds: float = 1.0, repeats: int = 3,
+                 between=None) -> list[list[Limit]]:
+    """`ceiling` measured `repeats` times (its run-to-run spread is what a served figure is judged against);
+    `between`, if given, is called after each run (e.g. one served measurement, to alternate the two)."""
+    runs = []
+    for _ in range(repeats):
+        runs.append(ceiling(gpu, batch_sizes, seconds))
+        if between is not None:
+            between()
+    return runs
+
+
+def served_vs_ceiling_runs(label: str, served: list[float], formed: float, runs: list[list[Limit]],
+                           precision: str = "FP32"):
+    """Served throughputs (one per run) against the ceiling's runs at the batch size Triton formed, same
+    precision: a `verdicts.Verdict` whose sentence says "below" or "above" only when the ranges do not overlap,
+    and "within the noise" otherwise."""
+    from . import verdicts
+
+    limits = [at_formed_batch(run, formed, precision) for run in runs]
+    where = "onnxruntime on the CPU" if limits[0].device == "CPU" else f"{precision} CUDA graph on the GPU"
+    return verdicts.compare([limit.throughput for limit in limits], served,
+                            a_name=f"the model on its own at batch {limits[0].batch_size} ({where})",
+                            b_name=f"{label} (batches of {formed:.1f})",
+                            words=("served more than {a_name}", "served less than {a_name}"), min_repeats=1)

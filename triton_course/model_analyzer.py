@@ -279,8 +279,9 @@ def profile(repository: str | Path, workdir: str | Path, *, model: str = MODEL_N
     embedded server can serve is made under `workdir`) and read its results. A `p99_budget_ms` becomes
     Model Analyzer's own constraint (perf_latency_p99), which its summary report then applies.
 
-    Its log goes to workdir/model_analyzer.log (and to the output when `stream`); it is stopped, with the
-    servers it started, after `deadline_s` seconds or when this Python process ends."""
+    Its log goes to workdir/model_analyzer.log; with `stream`, the lines that matter (`shown`) are printed as they
+    come, then where the whole log is. It is stopped, with the servers it started, after `deadline_s` seconds or
+    when this Python process ends."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     served, _notes = served_copy(repository, EmbeddedServer().backends, workdir / "served_repository")
@@ -307,6 +308,9 @@ def profile(repository: str | Path, workdir: str | Path, *, model: str = MODEL_N
             guard.wait()
     result.seconds = time.monotonic() - started
     log_text = result.log_path.read_text(errors="replace")
+    if stream:
+        print(f"(the lines that matter; Model Analyzer's whole log, {len(_log_lines(log_text))} lines: "
+              f"{result.log_path})", flush=True)
     if code is None:
         raise ModelAnalyzerError(f"Model Analyzer did not finish within {deadline_s:.0f} s and was stopped.",
                                  triton_said=_last_lines(log_text, 4),
@@ -324,9 +328,10 @@ GAVE_UP = -1  # what _follow returns when the log shows the run cannot succeed
 
 
 def _follow(process: subprocess.Popen, log_path: Path, deadline: float, stream: bool, model: str) -> int | None:
-    """Wait for `process`, printing its log as it grows. Its exit code; None past the deadline; GAVE_UP when
-    the model itself failed to load (Model Analyzer would then retry for minutes before it stops)."""
-    offset, text = 0, ""
+    """Wait for `process`, printing the lines of its log that matter (`shown`) as they arrive. Its exit code;
+    None past the deadline; GAVE_UP when the model itself failed to load (Model Analyzer would then retry for
+    minutes before it stops)."""
+    offset, text, pending = 0, "", ""
     while True:
         code = process.poll()
         with open(log_path, "rb") as log:
@@ -334,7 +339,11 @@ def _follow(process: subprocess.Popen, log_path: Path, deadline: float, stream: 
             chunk = log.read()
         offset += len(chunk)
         text += chunk.decode(errors="replace")
-        lines = _log_lines(chunk.decode(errors="replace"))
+        pending += chunk.decode(errors="replace")
+        complete, _, pending = pending.rpartition("\n")  # a line half written waits for its end
+        if code is not None:
+            complete, pending = complete + "\n" + pending, ""
+        lines = shown(_log_lines(complete))
         if stream and lines:
             print("\n".join(lines), flush=True)
         if code is not None:
@@ -344,6 +353,19 @@ def _follow(process: subprocess.Popen, log_path: Path, deadline: float, stream: 
         if time.monotonic() > deadline:
             return None
         time.sleep(1.0)
+
+
+# The lines of Model Analyzer's log a notebook shows while it runs: each configuration it writes, each
+# concurrency it measures, a measurement it repeats, where its search stops early ("No longer increasing
+# max_batch_size because throughput has plateaued"), the end, and anything that went wrong. The rest (checkpoints,
+# warnings about GPU metrics on a CPU machine, report paths) stays in model_analyzer.log.
+SHOWN = re.compile(r"^Creating model config|^Profiling .*: concurrency=|request count is too small"
+                   r"|^No longer increasing|^Profile complete|ERROR|encountered an error|load failed")
+
+
+def shown(lines: list[str]) -> list[str]:
+    """The lines of `lines` (Model Analyzer's log, without its prefix) that SHOWN keeps."""
+    return [line for line in lines if SHOWN.search(line)]
 
 
 def _log_lines(text: str) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,23 +116,34 @@ def served_scores(url: str, model: str, inputs: np.ndarray, batch_size: int = 8,
                            for i in range(0, len(inputs), batch_size)])
 
 
-def verdict(rows: list[dict], reference: str) -> list[str]:
-    """Plain statements about measured comparison rows (keys: variant, MB, infer/s, p99 ms,
-    top-1 agreement), each against the `reference` variant."""
+def verdict(rows: list[dict], reference: str, throughputs: dict[str, Sequence[float]],
+            stable: dict[str, bool] | None = None) -> list[str]:
+    """Plain statements about measured comparison rows (keys: variant, MB, p99 ms, top-1 agreement), each
+    against the `reference` variant. `throughputs` holds every variant's repeated throughputs, measured in
+    alternation (verdicts.alternate): a variant is called faster or slower only when all its runs fall on one
+    side of all the reference's runs (verdicts.compare); overlapping runs are "within the noise". `stable`
+    (per variant: did every run settle?) adds "(measurement not stable)" where one did not."""
+    from . import verdicts
+
     base = next(r for r in rows if r["variant"] == reference)
+    stable = stable or {}
     lines = []
     for row in rows:
         if row is base:
             continue
-        speed = row["infer/s"] / base["infer/s"]
+        name = row["variant"]
+        judged = verdicts.compare(throughputs[reference], throughputs[name], a_name=reference, b_name=name)
+        pays = {verdicts.RAISED: "faster on this CPU, it pays",
+                verdicts.LOWERED: "slower on this CPU, it does not pay here",
+                verdicts.NOISE: "within the noise (the runs overlap): no gain to count on here"}.get(
+                    judged.verdict, "too few runs to tell a difference from the noise")
+        shaky = [n for n in (name, reference) if not stable.get(n, True)]
+        if shaky:
+            pays += f" (measurement not stable: {', '.join(shaky)})"
         size = row["MB"] / base["MB"]
-        agreement = row["top-1 agreement"]
-        if speed >= 1.1:
-            pays = f"x{speed:.2f} the throughput of {reference}: faster on this CPU, it pays"
-        elif speed > 0.9:
-            pays = f"x{speed:.2f} the throughput of {reference}: no measurable difference here"
-        else:
-            pays = f"x{speed:.2f} the throughput of {reference}: slower on this CPU, it does not pay here"
-        lines.append(f"{row['variant']}: {pays}, p99 {row['p99 ms']:.1f} ms vs {base['p99 ms']:.1f} ms, "
-                     f"file x{size:.2f}, same top-1 as {reference} on {agreement:.0%} of the images.")
+        a, b = judged.a, judged.b
+        lines.append(f"{name}: x{judged.ratio:.2f} the throughput of {reference} (medians of {len(b.values)} runs, "
+                     f"{b.median:.0f} infer/s in {b.low:.0f}..{b.high:.0f} against {a.median:.0f} in "
+                     f"{a.low:.0f}..{a.high:.0f}): {pays}; p99 {row['p99 ms']:.1f} ms vs {base['p99 ms']:.1f} ms, "
+                     f"file x{size:.2f}, same top-1 as {reference} on {row['top-1 agreement']:.0%} of the images.")
     return lines

@@ -5,7 +5,8 @@
   own view of every server meanwhile, so a run shows what the clients saw and what the balancer did.
 - `kill_9` and `drain_and_stop` are the two ways a server leaves: without warning, or planned.
 - `rolling_upgrade` rolls a new model version out one server at a time, each taken out of rotation first.
-- `compare` says in words what a sweep of one server against several measured.
+- `compare` says in words what runs of one server against several measured (`verdict`: beyond the noise
+  of repeated, alternating runs, or within it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import loadgen
+from . import loadgen, verdicts
 from .balancer import Balancer, ServerState
 
 
@@ -167,27 +168,40 @@ def rolling_upgrade(balancer: Balancer, servers, model: str) -> list[str]:
     return steps
 
 
+def verdict(one: list[loadgen.Result], several: list[loadgen.Result], servers: int) -> verdicts.Verdict:
+    """Throughput of `servers` servers against one at the highest concurrency both sides measured, from every
+    run there (measured in alternation, verdicts.alternate): "raised" or "lowered" only when the runs of one
+    side all beat the other's; with fewer than 3 runs a side, "too few runs to judge"."""
+    top = max({r.concurrency for r in one} & {r.concurrency for r in several})
+    return verdicts.compare([r.throughput for r in one if r.concurrency == top],
+                            [r.throughput for r in several if r.concurrency == top],
+                            a_name="one server", b_name=f"{servers} servers", quantity="throughput", unit="infer/s")
+
+
 def compare(one: list[loadgen.Result], several: list[loadgen.Result], servers: int, cores: int) -> str:
-    """What the sweep of one server against `servers` servers says, in words, from its own numbers."""
-    best_one = max(r.throughput for r in one)
-    best_several = max(r.throughput for r in several)
-    ratio = best_several / best_one
-    top = max(r.concurrency for r in one)
-    p99_one = next(r for r in one if r.concurrency == top).percentile(99)
-    p99_several = next(r for r in several if r.concurrency == top).percentile(99)
-    numbers = (f"Best throughput: {best_one:.0f} infer/s with one server, {best_several:.0f} with {servers} "
-               f"(x{ratio:.2f}); p99 at c={top}: {p99_one:.1f} ms vs {p99_several:.1f} ms.")
-    if ratio >= 1.3:
+    """What the runs of one server against `servers` servers say, in words, from their own numbers: the verdict
+    (`verdict`) at the highest concurrency both measured, and the median p99 there."""
+    judged = verdict(one, several, servers)
+    top = max({r.concurrency for r in one} & {r.concurrency for r in several})
+    p99_one = float(np.median([r.percentile(99) for r in one if r.concurrency == top]))
+    p99_several = float(np.median([r.percentile(99) for r in several if r.concurrency == top]))
+    numbers = (f"{judged} p99 at c={top} (median of the runs): {p99_one:.1f} ms with one server, {p99_several:.1f} ms "
+               f"with {servers}.")
+    hardware = "Scaling out pays when each server gets hardware of its own: another GPU, another machine."
+    if judged.verdict == verdicts.RAISED:
         why = (f"{servers} servers were faster: this machine had capacity that one server left idle, and each "
                "server kept its own share busy.")
-    elif ratio > 0.9:
-        why = (f"{servers} servers were not faster on this machine ({cores} CPU cores): one server's onnxruntime "
-               "already runs one thread per core, so the others only share the same cores. Scaling out pays "
-               "when each server gets hardware of its own: another GPU, another machine.")
-    else:
+    elif judged.verdict == verdicts.LOWERED:
         why = (f"{servers} servers were slower on this machine ({cores} CPU cores): they compete for the same cores "
-               f"with {servers} times the threads, and switching between them costs time. Scaling out pays when "
-               "each server gets hardware of its own: another GPU, another machine.")
+               f"with {servers} times the threads, and switching between them costs time. {hardware}")
+    elif judged.verdict == verdicts.NOISE:
+        why = (f"{servers} servers were not faster on this machine ({cores} CPU cores): the difference is within the "
+               "noise of repeated runs. One server's onnxruntime already runs one thread per core, so the others only "
+               f"share the same cores. {hardware}")
+    else:
+        why = (f"One run a side cannot tell a difference from the noise of this machine (10-30 % from one run to the "
+               f"next): measure each side several times, alternating (verdicts.alternate), before calling {servers} "
+               "servers faster or slower.")
     return f"{numbers}\n{why}"
 
 
