@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start command for a pod whose container image IS NGC's Triton image
-# (nvcr.io/nvidia/tritonserver:26.11-py3, or another NGC release): docs/pods.md, set-up 2.
+# (nvcr.io/nvidia/tritonserver:26.10-py3, or another NGC release): docs/pods.md, set-up 2.
 #
 # It finds the course (or clones it), checks the image's tritonserver, installs the course into
 # a virtual environment on the pod's volume (made from the image's own Python), builds the model,
@@ -23,6 +23,9 @@
 #                       container alive so that you can connect and fix it. Default: sleep on
 #                       RunPod (RUNPOD_POD_ID is set), else exit.
 set -euo pipefail
+
+# The newest release in the course's table: the same as triton_course.ngc.CURRENT.image (a test checks).
+NGC_IMAGE=nvcr.io/nvidia/tritonserver:26.10-py3
 
 say() { printf 'pod_start: %s\n' "$*"; }
 
@@ -93,7 +96,7 @@ if [ -z "$triton" ]; then
 fi
 if [ -z "$triton" ] || [ ! -x "$triton" ]; then
   fail "No tritonserver in this container (not on PATH, not in /opt/tritonserver/bin${TRITONSERVER:+, not at $TRITONSERVER})." \
-    "This script is for a pod whose container image is an NGC Triton image such as nvcr.io/nvidia/tritonserver:26.11-py3 (docs/pods.md, set-up 2). On any other pod, run \`make setup\` in the course folder and use the embedded server (set-up 1)."
+    "This script is for a pod whose container image is an NGC Triton image such as $NGC_IMAGE (docs/pods.md, set-up 2). On any other pod, run \`make setup\` in the course folder and use the embedded server (set-up 1)."
 fi
 backends=""
 for folder in "$(dirname "$triton")"/../backends/*/; do

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from triton_course import ngc
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "pod_start.sh"
 COURSE_IN_POD = "/workspace/triton-course"
@@ -51,6 +53,12 @@ def test_shellcheck_is_clean():
     assert result.returncode == 0, result.stdout
 
 
+def test_the_script_names_the_course_s_current_release():
+    # A shell script cannot import triton_course.ngc: its tag is written out, and must follow the table.
+    images = set(re.findall(r"nvcr\.io/nvidia/tritonserver:[0-9][0-9.]*-py3", SCRIPT.read_text()))
+    assert images == {ngc.CURRENT.image}
+
+
 def test_refuses_without_tritonserver_and_says_which_image(tmp_path):
     if Path("/opt/tritonserver/bin/tritonserver").exists() or shutil.which("tritonserver", path="/usr/bin:/bin"):
         pytest.skip("this machine has a tritonserver")
@@ -58,7 +66,7 @@ def test_refuses_without_tritonserver_and_says_which_image(tmp_path):
     assert result.returncode == 1
     assert f"course: {ROOT}" in result.stdout  # found its own checkout
     assert "ERROR: No tritonserver in this container" in result.stderr
-    assert "nvcr.io/nvidia/tritonserver:26.11-py3" in result.stderr and "make setup" in result.stderr
+    assert ngc.CURRENT.image in result.stderr and "make setup" in result.stderr
     assert not (tmp_path / "missing").exists()
 
 
