@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import triton_course
@@ -116,3 +118,124 @@ def test_histogram_without_batching_says_so(server):
     assert "no dynamic_batching" in str(lab05.check_batching_config(server, plain))
     verdict = lab05.check_batch_histogram(server, executions_by_batch_size)
     assert not verdict.ok and "batch size 1" in str(verdict)
+
+
+@pytest.fixture
+def batching(server):
+    """The server with RIGHT loaded as 'batched' (reloaded only when an earlier test left another config)."""
+    with server.http_client() as client:
+        served = client.get_model_config(lab05.MODEL) if client.is_model_ready(lab05.MODEL) else {}
+    if served.get("dynamic_batching", {}).get("max_queue_delay_microseconds") != 1000:
+        assert lab05.check_batching_config(server, RIGHT).ok
+    return server
+
+
+def _client(url, model, requests):
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    image = np.zeros((1, 3, 224, 224), dtype=np.float32)
+    with grpcclient.InferenceServerClient(url) as triton:
+        tensor = grpcclient.InferInput("input", list(image.shape), "FP32")
+        tensor.set_data_from_numpy(image)
+        for _ in range(requests):
+            triton.infer(model, [tensor])
+
+
+def concurrent(url, model, clients, requests_each):
+    threads = [threading.Thread(target=_client, args=(url, model, requests_each)) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_client_loop_right(batching):
+    verdict = lab05.check_client_loop(batching, concurrent)
+    assert verdict.ok, verdict
+    assert "your clients sent at the same time" in verdict.confirmation
+
+
+def test_client_loop_one_after_another(batching):
+    def sequential(url, model, clients, requests_each):
+        for _ in range(clients):
+            t = threading.Thread(target=_client, args=(url, model, requests_each))
+            t.start()
+            t.join()
+
+    verdict = lab05.check_client_loop(batching, sequential)
+    assert "but one at a time" in str(verdict)
+    assert "start() them all, then join() them all" in verdict.hint
+
+
+def test_client_loop_counts(batching):
+    one = lab05.check_client_loop(batching, lambda url, model, clients, each: concurrent(url, model, 1, each))
+    assert "Triton counted 4 successful requests" in str(one) and "Only one client's requests" in one.hint
+    once = lab05.check_client_loop(batching, lambda url, model, clients, each: concurrent(url, model, clients, 1))
+    assert "Each client sent one request" in once.hint
+    other = lab05.check_client_loop(batching, lambda url, model, clients, each: concurrent(url, model, 3, 3))
+    assert "are 32" in str(other) and "wait for all of them" in other.hint
+    nothing = lab05.check_client_loop(batching, lambda url, model, clients, each: None)
+    assert "Triton counted 0 successful requests" in str(nothing)
+    assert "Send to the model and the url" in nothing.hint
+
+
+def test_client_loop_raises_and_not_callable(batching):
+    def wrong_model(url, model, clients, requests_each):
+        _client(url, "no_such_model", 1)
+
+    verdict = lab05.check_client_loop(batching, wrong_model)
+    assert "Your function raised InferenceServerException" in str(verdict)
+    assert "no_such_model" in verdict.triton_said
+
+    def http_url(url, model, clients, requests_each):
+        _client("http://" + url, model, 1)
+
+    assert "Use tritonclient.grpc with the url" in lab05.check_client_loop(batching, http_url).hint
+    assert "Pass your function itself" in str(lab05.check_client_loop(batching, "send_concurrently"))
+
+
+def _command(server, **change):
+    options = {"-m": lab05.MODEL, "-u": server.grpc_address, "-i": "grpc", "--concurrency-range": "8",
+               "--measurement-interval": "1000", "--stability-percentage": "25", "-f": "lab05_test.csv"}
+    options.update(change)
+    return "perf_analyzer " + " ".join(f"{k} {v}" for k, v in options.items() if v is not None)
+
+
+def test_perf_command_right_runs(batching, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    verdict = lab05.check_perf_command(batching, _command(batching))
+    assert verdict.ok, verdict
+    assert "perf_analyzer ran your command at concurrency 8" in verdict.confirmation
+    assert (tmp_path / "lab05_test.csv").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"-m": None}, "There is no -m"),
+    ({"-m": "efficientnet_lite0"}, "-m names 'efficientnet_lite0'"),
+    ({"-i": None}, "-i is missing: perf_analyzer speaks HTTP"),
+    ({"-i": "http"}, "-i is http"),
+    ({"-u": None}, "There is no -u"),
+    ({"--concurrency-range": None}, "There is no --concurrency-range"),
+    ({"--concurrency-range": "1:8"}, "--concurrency-range 1:8: the task measures one point"),
+    ({"-b": "8"}, "-b 8 makes every request carry 8 images"),
+    ({"--measurement-interval": None}, "windows are then 5000 ms"),
+    ({"--measurement-interval": "1"}, "--measurement-interval 1: the task asks for 1000 ms"),
+    ({"-f": None}, "There is no -f"),
+])
+def test_perf_command_mistakes(server, change, message):
+    verdict = lab05.check_perf_command(server, _command(server, **change))
+    assert not verdict.ok and message in str(verdict), verdict
+
+
+def test_perf_command_addresses_and_program(server):
+    http = lab05.check_perf_command(server, _command(server, **{"-u": server.http_address}))
+    assert "is the server's HTTP port" in str(http)
+    scheme = lab05.check_perf_command(server, _command(server, **{"-u": "grpc://" + server.grpc_address}))
+    assert "has a scheme" in str(scheme)
+    other = lab05.check_perf_command(server, _command(server, **{"-u": "127.0.0.1:1"}))
+    assert "is not this server's gRPC address" in str(other)
+    program = lab05.check_perf_command(server, _command(server).replace("perf_analyzer", "perf_client", 1))
+    assert "it runs the program perf_analyzer" in str(program)
+    assert "write the command line as a string" in str(lab05.check_perf_command(server, None))
+    assert "does not split into words" in str(lab05.check_perf_command(server, 'perf_analyzer -m "batched'))

@@ -1,11 +1,16 @@
-"""Lab 06 checks: two CPU copies loaded on a real server, and GPU placement read by Triton's schema."""
+"""Lab 06 checks: two CPU copies loaded on a real server; the client loop and the perf_analyzer command run against
+the lab's model that waits; GPU placement read by Triton's schema."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 import triton_course
-from triton_course import artifact, repository, tuning
+from triton_course import artifact, perf_analyzer, repository, tuning
 from triton_course.checks import lab06
 
 HEAD = """
@@ -24,7 +29,8 @@ def server(reference_repo, tmp_path_factory):
     repo = tmp_path_factory.mktemp("lab06") / "model_repository"
     repository.add_version(repo, lab06.MODEL, 1, artifact.ensure_onnx())
     repository.write_file(repo / lab06.MODEL / "labels.txt", "\n".join(artifact.labels()) + "\n")
-    with triton_course.start_server(repo, model_control_mode="explicit") as s:
+    lab06.add_waits_model(repo)
+    with triton_course.start_server(repo, model_control_mode="explicit", load_models=[lab06.WAITS]) as s:
         yield s
 
 
@@ -97,3 +103,72 @@ def test_gpu_placement_other_mistakes():
     assert "Triton's config parser cannot read it" in str(verdict)
     assert 'has no value named "GPU"' in verdict.triton_said or "GPU" in verdict.triton_said
     assert "Write the instance_group lines" in str(lab06.check_gpu_placement({"count": 2}))
+
+
+def _sender(in_flight=4, model="waits", input_name="INPUT", reverse=False, skip=0):
+    def send(url, values):
+        client = grpcclient.InferenceServerClient(url)
+
+        def one(value):
+            inp = grpcclient.InferInput(input_name, [4], "FP32")
+            inp.set_data_from_numpy(np.full(4, value, dtype=np.float32))
+            return client.infer(model, [inp]).as_numpy("OUTPUT")
+
+        with ThreadPoolExecutor(max_workers=in_flight) as pool:
+            answers = list(pool.map(one, values[skip:]))
+        client.close()
+        return answers[::-1] if reverse else answers
+    return send
+
+
+def test_client_in_flight_passes_and_serial_is_named(server):
+    verdict = lab06.check_client(server, _sender())
+    assert verdict.ok, verdict
+    assert "answered in order" in verdict.confirmation
+    verdict = lab06.check_client(server, _sender(in_flight=1))
+    assert "about one after another" in str(verdict) and "ThreadPoolExecutor(max_workers=4)" in verdict.hint
+
+
+def test_client_mistakes_are_named(server):
+    verdict = lab06.check_client(server, _sender(model="wait"))
+    assert "A request failed" in str(verdict) and "wait" in verdict.triton_said
+    verdict = lab06.check_client(server, _sender(input_name="input"))
+    assert "A request failed" in str(verdict) and "'INPUT'" in verdict.hint
+    assert "not the values sent, in order" in str(lab06.check_client(server, _sender(reverse=True)))
+    verdict = lab06.check_client(server, _sender(skip=2))
+    assert "It returned 10 answer(s) for 12 values" in str(verdict)
+    assert "answered 10 request(s)" in str(verdict)
+    assert "SEND must be your function" in str(lab06.check_client(server, "send"))
+
+
+def _command(server, **change):
+    options = {"-m": "waits", "-u": server.grpc_address, "-i": "grpc", "--concurrency-range": "4",
+               "--measurement-interval": "1000", "--stability-percentage": "50", "--max-trials": "8",
+               "-f": str(server.repository.parent / "waits.csv")}
+    options.update(change)
+    return "perf_analyzer " + " ".join(f"{k} {v}" for k, v in options.items() if v is not None)
+
+
+@pytest.mark.skipif(perf_analyzer.find_binary() is None, reason="perf_analyzer cannot run here")
+def test_perf_command_runs_and_reads_its_report(server):
+    verdict = lab06.check_perf_command(server, _command(server))
+    assert verdict.ok, verdict
+    assert "infer/s with 4 requests in flight" in verdict.confirmation and "waits.csv" in verdict.confirmation
+
+
+def test_perf_command_mistakes_are_named(server):
+    http = f"127.0.0.1:{server.http_url.rsplit(':', 1)[-1]}"
+    assert "No -f" in str(lab06.check_perf_command(server, _command(server, **{"-f": None})))
+    assert "the model to measure is 'waits'" in str(lab06.check_perf_command(server, _command(server, **{"-m": "x"})))
+    assert "No -m" in str(lab06.check_perf_command(server, _command(server, **{"-m": None})))
+    assert "is the server's HTTP port" in str(lab06.check_perf_command(server, _command(server, **{"-u": http})))
+    assert "sends to localhost:8000" in str(lab06.check_perf_command(server, _command(server, **{"-u": None})))
+    assert "then speaks HTTP" in str(lab06.check_perf_command(server, _command(server, **{"-i": None})))
+    verdict = lab06.check_perf_command(server, _command(server, **{"-i": "http"}))
+    assert "-i http: the task asks for gRPC" in str(verdict)
+    verdict = lab06.check_perf_command(server, _command(server, **{"--concurrency-range": "1:8"}))
+    assert "--concurrency-range 1:8" in str(verdict)
+    assert "keeps 1 request in flight" in str(
+        lab06.check_perf_command(server, _command(server, **{"--concurrency-range": None})))
+    assert "not perf_analyzer" in str(lab06.check_perf_command(server, "python -m waits"))
+    assert "must be the command line" in str(lab06.check_perf_command(server, None))

@@ -3,6 +3,8 @@ command run against a real server."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -72,31 +74,36 @@ def test_summary_hand_typed_numbers_fail(results):
 def test_choice_right(results):
     verdict = lab07.check_choice(lab07.best_under_budget, results)
     assert verdict.ok, verdict
-    assert "all 16 budgets" in verdict.confirmation
+    assert "all 18 budgets" in verdict.confirmation
 
 
 def test_choice_mistakes(results):
     def fastest(rs, budget):  # lowest latency instead of most throughput
-        fit = [r for r in rs if r.errors == 0 and r.percentile(99) <= budget]
+        fit = [r for r in rs if r.stable and r.errors == 0 and r.percentile(99) <= budget]
         return min(fit, key=lambda r: r.percentile(99), default=None)
 
     def by_p50(rs, budget):
-        fit = [r for r in rs if r.errors == 0 and r.percentile(50) <= budget]
+        fit = [r for r in rs if r.stable and r.errors == 0 and r.percentile(50) <= budget]
         return max(fit, key=lambda r: r.throughput, default=None)
 
     def strict(rs, budget):
-        fit = [r for r in rs if r.errors == 0 and r.percentile(99) < budget]
+        fit = [r for r in rs if r.stable and r.errors == 0 and r.percentile(99) < budget]
         return max(fit, key=lambda r: r.throughput, default=None)
 
     def no_default(rs, budget):
-        return max([r for r in rs if r.errors == 0 and r.percentile(99) <= budget], key=lambda r: r.throughput)
+        fit = [r for r in rs if r.stable and r.errors == 0 and r.percentile(99) <= budget]
+        return max(fit, key=lambda r: r.throughput)
 
     def ignores_errors(rs, budget):
-        return max([r for r in rs if r.percentile(99) <= budget], key=lambda r: r.throughput, default=None)
+        return max([r for r in rs if r.stable and r.percentile(99) <= budget], key=lambda r: r.throughput, default=None)
 
     def concurrency(rs, budget):
         best = lab07.best_under_budget(rs, budget)
         return best and best.concurrency
+
+    def ignores_stability(rs, budget):
+        fit = [r for r in rs if r.errors == 0 and r.percentile(99) <= budget]
+        return max(fit, key=lambda r: r.throughput, default=None)
 
     cases = {
         fastest: "also fits and gives more throughput",
@@ -105,10 +112,40 @@ def test_choice_mistakes(results):
         no_default: "return None instead",
         ignores_errors: "failed requests",
         concurrency: "return the Result itself",
+        ignores_stability: "was marked UNSTABLE",
     }
     for choose, message in cases.items():
         verdict = lab07.check_choice(choose, results)
         assert not verdict.ok and message in str(verdict), (choose.__name__, str(verdict))
+
+
+def test_choice_among_unstable_points_is_refused(results):
+    """Lab 07 once accepted a choice among points all marked unstable: the check now refuses it, says why and
+    what to do (longer windows); a right answer passes but is told that nothing on the lab's run can be chosen."""
+    shaky = [dataclasses.replace(r, stable=False) for r in results]
+
+    def ignores_stability(rs, budget):
+        fit = [r for r in rs if r.errors == 0 and r.percentile(99) <= budget]
+        return max(fit, key=lambda r: r.throughput, default=None)
+
+    verdict = lab07.check_choice(ignores_stability, shaky)
+    text = str(verdict)
+    assert not verdict.ok and "was marked UNSTABLE" in text and "its p99 is not a figure you can promise" in text
+    assert "measure again with longer windows" in text and "window_s=1.0" in text and "r.stable" in text
+    assert lab07.best_under_budget(shaky, 1e9) is None
+    assert lab07.check_choice(lab07.best_under_budget, shaky).ok
+    note = lab07.stability_note(shaky)
+    assert "Every point of this measurement was marked unstable" in note and "longer windows" in note
+    assert "marked unstable: shown in the table, left out" in lab07.stability_note(shaky[:1] + results[1:])
+
+
+def test_unstable_perf_analyzer_run_says_to_lengthen_the_windows():
+    problems, hint = lab07._failure_problems(
+        ["perf_analyzer", "-m", "m", "-u", "127.0.0.1:1", "-i", "grpc"],
+        "Failed to obtain stable measurement within 10 measurement windows for concurrency 2. Please try to "
+        "increase the --measurement-interval.", "m", "127.0.0.1:1", "127.0.0.1:2")
+    assert "UNSTABLE" in problems[0] and "Failed to obtain stable measurement" in problems[0]
+    assert "--measurement-interval 2000 --stability-percentage 25 --max-trials 8" in hint
 
 
 # --- Exercise 3: the learner's perf_analyzer command, run against a real server ------------------------------
@@ -121,7 +158,8 @@ def served(reference_repo):
 
 def right_command(model, grpc_address, csv_path):
     return ["perf_analyzer", "-m", model, "-u", grpc_address, "-i", "grpc", "--concurrency-range", "2:2",
-            "--shape", "input:3,224,224", "--measurement-interval", "1000", "-f", str(csv_path)]
+            "--shape", "input:3,224,224", "--measurement-interval", "1000", "--stability-percentage", "25",
+            "--max-trials", "8", "-f", str(csv_path)]
 
 
 def changed(drop=(), **replace):
@@ -150,7 +188,8 @@ def test_perf_command_right_answer_runs_and_writes_its_report(served, tmp_path):
     # the = form of long flags is the same command
     def equals(m, g, c):
         return ["perf_analyzer", "-m", m, "-u", g, "-i", "grpc", "--concurrency-range=2:2",
-                "--shape=input:3,224,224", "--measurement-interval=1000", "-f", str(c)]
+                "--shape=input:3,224,224", "--measurement-interval=1000", "--stability-percentage=25",
+                "--max-trials=8", "-f", str(c)]
 
     assert check(equals, served, tmp_path).ok
 

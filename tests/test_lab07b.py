@@ -108,3 +108,91 @@ def test_frontier_check():
     text = str(lab07b.check_frontier(lambda rs: [max(rs, key=lambda r: r.throughput)], rows))
     assert "m_config_0 at 1 client(s) (10.0 infer/s, p99 20.0 ms) is missing" in text
     assert "raised ZeroDivisionError" in str(lab07b.check_frontier(lambda rs: 1 / 0, rows))
+
+
+# --- exercise 1 as YAML text, and the perf_analyzer command (exercise 3) ---------------------------------
+
+CONFIG = """
+model_repository: /labs/07b/model_repository
+triton_launch_mode: local
+run_config_search_mode: brute
+run_config_search_max_instance_count: 1
+run_config_search_max_model_batch_size: 2
+run_config_search_max_concurrency: 2
+profile_models:
+  efficientnet_lite0:
+    cpu_only: true
+    perf_analyzer_flags:
+      shape: input:3,224,224
+"""
+REPO = "/labs/07b/model_repository"
+
+
+def test_right_config_passes():
+    verdict = lab07b.check_config(CONFIG, REPO)
+    assert verdict.ok, str(verdict)
+    assert "3 configurations (the model's own included), each at 2 concurrencies" in str(verdict)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("triton_launch_mode: local", "triton_launch_mode: docker",
+     "triton_launch_mode is 'docker': write local, so that Model Analyzer starts tritonserver itself"),
+    ("triton_launch_mode: local\n", "", "triton_launch_mode is None: write local"),
+    ("model_repository: /labs/07b/model_repository", "model_repository: /tmp/other",
+     "model_repository is '/tmp/other'; the lab's repository is '/labs/07b/model_repository'."),
+    ("model_repository: /labs/07b/model_repository\n", "", "model_repository is missing"),
+    ("    cpu_only: true\n", "", "cpu_only is None for efficientnet_lite0: write cpu_only: true"),
+    ("shape: input:3,224,224", "shape: 3,224,224", "perf_analyzer_flags has shape '3,224,224'"),
+    ("  efficientnet_lite0:", "  efficientnet:", "profile_models must name the model 'efficientnet_lite0'"),
+    ("run_config_search_max_concurrency: 2", "run_config_search_max_concurrency: 8",
+     "run_config_search_max_concurrency is 8; the exercise asks for 2."),
+    ("run_config_search_mode: brute", "run_config_search_mode: quick", "run_config_search_mode is 'quick'"),
+    ("run_config_search_max_instance_count: 1", "run_config_search_max_instances: 1",
+     "Model Analyzer refuses the key 'run_config_search_max_instances'"),
+    ("profile_models:\n  efficientnet_lite0:", "profile_models:\nefficientnet_lite0:",
+     "Model Analyzer refuses the key 'efficientnet_lite0'. efficientnet_lite0 is the model: indent it under"),
+], ids=["docker", "no_mode", "other_repo", "no_repo", "no_cpu_only", "shape_without_name", "model_name",
+        "concurrency", "quick", "misspelt", "flat_yaml"])
+def test_config_mistakes_are_named(old, new, message):
+    assert old in CONFIG
+    verdict = lab07b.check_config(CONFIG.replace(old, new), REPO)
+    assert not verdict.ok and message in str(verdict), str(verdict)
+
+
+def test_config_that_is_not_yaml_or_not_text():
+    assert "The text is not valid YAML." in str(lab07b.check_config("a: [1, 2", REPO))
+    assert "Write the config as YAML text (a string), not dict." in str(lab07b.check_config({"a": 1}, REPO))
+    assert "must be a YAML mapping" in str(lab07b.check_config("- a\n- b\n", REPO))
+
+
+PERF = ("perf_analyzer -m efficientnet_lite0 -u 127.0.0.1:8001 -i grpc --concurrency-range 2:2 "
+        "--shape input:3,224,224 -f perf.csv")
+
+
+def _perf(command):
+    return lab07b.check_perf_analyzer_command(command, model="efficientnet_lite0", url="127.0.0.1:8001",
+                                              concurrency=2, exercise="Exercise 3")
+
+
+def test_right_perf_analyzer_command_passes_in_either_flag_spelling():
+    assert _perf(PERF).ok, str(_perf(PERF))
+    long_form = ("perf_analyzer --model-name=efficientnet_lite0 --url 127.0.0.1:8001 --protocol grpc "
+                 "--concurrency-range=2:2 --shape=input:3,224,224 --latency-report-file perf.csv -p 1000")
+    assert _perf(long_form).ok, str(_perf(long_form))
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("perf_analyzer ", "perf_analyser ", "The command starts with 'perf_analyser'; it starts with perf_analyzer."),
+    ("-m efficientnet_lite0", "-m efficientnet", "-m is 'efficientnet'; the model to measure is 'efficientnet_lite0'."),
+    ("-u 127.0.0.1:8001", "-u http://127.0.0.1:8001", "-u is 'http://127.0.0.1:8001'; the server's gRPC address"),
+    ("-i grpc ", "", "-i is None: write -i grpc"),
+    ("--concurrency-range 2:2 ", "", "--concurrency-range is missing: perf_analyzer then measures 1 client"),
+    ("--concurrency-range 2:2", "--concurrency-range 1:4", "--concurrency-range is '1:4'; the exercise asks for 2"),
+    ("--shape input:3,224,224", "--shape 3,224,224", "--shape is '3,224,224'"),
+    (" -f perf.csv", "", "-f is missing: it writes the CSV report the next cell reads."),
+], ids=["program", "model", "url", "protocol", "no_concurrency", "concurrency", "shape", "report"])
+def test_perf_analyzer_command_mistakes_are_named(old, new, message):
+    assert old in PERF
+    verdict = _perf(PERF.replace(old, new))
+    assert not verdict.ok and message in str(verdict), str(verdict)
+    assert "Write the command as one string" in str(_perf(None))

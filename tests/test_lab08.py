@@ -108,3 +108,17 @@ def test_ort_tensorrt_mistakes(old, new, message):
 def test_ort_tensorrt_parse_error_quotes_the_parser():
     verdict = lab08.check_ort_tensorrt(ORT_TRT.replace("kind: KIND_GPU", "kind: GPU"))
     assert "Error parsing text-format inference.ModelConfig" in verdict.triton_said
+
+
+class _Server:
+    grpc_address = "127.0.0.1:8001"
+
+
+def test_perf_command_right_and_mistakes():
+    right = ("perf_analyzer -m basic_graph -u 127.0.0.1:8001 -i grpc --concurrency-range 2:2 "
+             "--shape input:3,224,224 -f perf.csv")
+    verdict = lab08.check_perf_command(right, _Server())
+    assert verdict.ok and "Exercise 3 (the perf_analyzer command)" in str(verdict), str(verdict)
+    wrong = str(lab08.check_perf_command(right.replace("-m basic_graph", "-m fp32").replace("2:2", "4:4"), _Server()))
+    assert "-m is 'fp32'; the model to measure is 'basic_graph'." in wrong
+    assert "--concurrency-range is '4:4'; the exercise asks for 2 clients only: 2:2." in wrong

@@ -203,3 +203,49 @@ def test_the_streamed_log_keeps_the_lines_that_matter():
         "Profile complete. Profiled 7 configurations for models: ['efficientnet_lite0']",
         "Model Analyzer encountered an error: Failed to load the model",
     ]
+
+
+LEARNER_YAML = """
+model_repository: {repo}
+triton_launch_mode: local
+run_config_search_mode: brute
+run_config_search_max_instance_count: 1
+constraints:
+  perf_latency_p99:
+    max: 50
+profile_models:
+  efficientnet_lite0:
+    cpu_only: true
+    perf_analyzer_flags:
+      shape: input:3,224,224
+"""
+
+
+def test_the_learners_yaml_is_kept_and_this_machines_keys_are_added(reference_repo, tmp_path):
+    path = model_analyzer.complete_config(LEARNER_YAML.format(repo=reference_repo), tmp_path / "work")
+    written, learner = yaml.safe_load(path.read_text()), yaml.safe_load(LEARNER_YAML.format(repo=reference_repo))
+    assert path.name == "config.yaml"
+    for key, value in learner.items():
+        if key != "model_repository":
+            assert written[key] == value, key
+    assert set(model_analyzer.MACHINE_KEYS) <= set(written)
+    served = Path(written["model_repository"])
+    assert served.name == "served_repository" and (served / MODEL_NAME / "config.pbtxt").exists()
+    assert 'backend: "python"' in (served / MODEL_NAME / "config.pbtxt").read_text()
+    assert model_analyzer.command_line(path) == f"model-analyzer profile -f {path}"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.replace("triton_launch_mode: local", "triton_launch_mode: docker"),
+     "triton_launch_mode is 'docker': here Model Analyzer must start the embedded tritonserver itself"),
+    (lambda t: t + "perf_analyzer_path: /usr/bin/perf_analyzer\n",
+     "perf_analyzer_path depend(s) on this machine: the course writes them"),
+    (lambda t: t.replace("profile_models:", "models:"), "The config has no profile_models"),
+    (lambda t: "a: [1, 2", "The config is not valid YAML."),
+    (lambda t: t.replace("  efficientnet_lite0:\n", "  efficientnet_lite0:\n  other:\n"),
+     "profile_models names 2 models; the course runs one at a time."),
+], ids=["docker", "machine_key", "no_models", "not_yaml", "two_models"])
+def test_a_config_the_course_cannot_run_says_why(reference_repo, tmp_path, change, message):
+    with pytest.raises(model_analyzer.ModelAnalyzerError) as caught:
+        model_analyzer.complete_config(change(LEARNER_YAML.format(repo=reference_repo)), tmp_path / "work")
+    assert message in str(caught.value)

@@ -93,8 +93,44 @@ def test_parse_csv_reads_a_real_h100_report(h100_csv):
 def test_parse_csv_refuses_a_report_without_concurrency():
     """A request-rate (or any other) report is not silently misread."""
     with pytest.raises(ValueError, match="not a perf_analyzer concurrency report"):
-        perf_analyzer.parse_csv("Request Rate,Inferences/Second\n10,9.9\n")
+        perf_analyzer.parse_csv("Batch,Inferences/Second\n10,9.9\n")
     assert perf_analyzer.parse_csv("") == []
+
+
+def test_parse_csv_reads_an_open_loop_report():
+    """A --request-rate-range report (open loop): its first column is the rate, and the load says so."""
+    (m,) = perf_analyzer.parse_csv("Request Rate,Inferences/Second,Server Queue,p99 latency\n200,109.0,15105,50166\n")
+    assert (m.rate, m.concurrency, m.load, m.throughput, m.p99_ms) == (200.0, 0, "200/s", 109.0, 50.166)
+
+
+UNSTABLE_WORDS = ("Failed to obtain stable measurement within 3 measurement windows for concurrency 4. "
+                  "Please try to increase the --measurement-interval.")
+
+
+def test_an_unstable_point_is_reported_with_perf_analyzer_words(tmp_path, monkeypatch):
+    """perf_analyzer exits 2 without a report when no windows agree (2.51's words, as on the 2-core machine):
+    run() and measure() return the point marked unstable, with no figures and its own sentence, not an error."""
+    real = perf_analyzer.find_binary()
+    assert real is not None, "make setup installs Perf Analyzer 2.51.0"
+    busy = tmp_path / "perf_analyzer"  # the real one for its version; gives up as 2.51 does on a busy machine
+    busy.write_text(f'#!/bin/sh\ncase "$*" in *--version*) exec "{real}" "$@" ;; esac\n'
+                    f'echo "Request concurrency: 4"\necho "{UNSTABLE_WORDS}" >&2\n'
+                    'echo "Failed to obtain stable measurement." >&2\nexit 2\n')
+    busy.chmod(0o755)
+    monkeypatch.setenv("PERF_ANALYZER", str(busy))
+    m = perf_analyzer.run("perf_analyzer -m batching -u 127.0.0.1:8001 -i grpc --concurrency-range 4:4 -f p.csv",
+                          cwd=tmp_path, label="batching")
+    assert not m.stable and m.said == UNSTABLE_WORDS
+    assert (m.concurrency, m.load, m.label) == (4, "c=4", "batching") and np.isnan(m.throughput)
+    assert m.row()["stable"] is False and m.command.startswith("perf_analyzer -m batching")
+    rate = perf_analyzer.run("perf_analyzer -m b --request-rate-range 150:150 -f p.csv", cwd=tmp_path)
+    assert not rate.stable and rate.load == "150/s"
+    assert not perf_analyzer.measure("127.0.0.1:8001", concurrency=4).stable
+
+
+def test_run_needs_a_csv_report():
+    with pytest.raises(PerfAnalyzerError, match="writes no CSV report"):
+        perf_analyzer.run("perf_analyzer -m batching -u 127.0.0.1:8001")
 
 
 def test_agreement_compares_medians():
@@ -167,6 +203,18 @@ def test_measures_a_real_server(server, protocol):
     assert 0 < served["Execution count"] <= served["Inference count"]
     assert sum(perf_analyzer.latency_parts(m.report_csv).values()) == pytest.approx(client["Avg latency"] / 1000,
                                                                                      abs=0.05)
+
+
+def test_run_reads_the_command_line_as_written(server, tmp_path):
+    """run(): the literal command line, its -f report read relative to cwd; windows too short to agree within
+    1 % are reported as unstable in perf_analyzer's words instead of failing."""
+    base = f"perf_analyzer -m {MODEL_NAME} -u {server.grpc_address} -i grpc --concurrency-range 2:2 -f perf.csv"
+    m = perf_analyzer.run(base + " --measurement-interval 500 --stability-percentage 50", cwd=tmp_path)
+    assert m.stable and m.concurrency == 2 and m.throughput > 0 and (tmp_path / "perf.csv").exists()
+    shaky = perf_analyzer.run(base + " --measurement-interval 100 --stability-percentage 1 --max-trials 3",
+                              cwd=tmp_path)
+    if not shaky.stable:  # three 100 ms windows agreeing within 1 % would be luck
+        assert shaky.said.startswith(perf_analyzer.UNSTABLE) and "--measurement-interval" in shaky.said
 
 
 def test_side_by_side_measures_both_tools(server):

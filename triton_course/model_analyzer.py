@@ -272,6 +272,65 @@ sys.exit(child.returncode if child.returncode is not None else 124)
 """
 
 
+# The keys of Model Analyzer's config that depend on this machine, not on the learner's question: where the
+# embedded tritonserver, its backends and perf_analyzer are, free ports, the environment the python backend
+# needs, where results go. `complete_config` adds them to the learner's YAML.
+MACHINE_KEYS = ("output_model_repository_path", "override_output_model_repository", "export_path",
+                "checkpoint_directory", "triton_server_path", "triton_http_endpoint", "triton_grpc_endpoint",
+                "triton_metrics_url", "triton_server_flags", "triton_server_environment", "triton_output_path",
+                "perf_analyzer_path", "perf_analyzer_max_auto_adjusts", "inference_output_fields")
+CONFIG_FILE = "config.yaml"
+
+
+def _profiled_model(profile_models) -> str:
+    """The one model named under profile_models (a name, a list of one name, or a mapping with one key)."""
+    names = [profile_models] if isinstance(profile_models, str) else list(profile_models or [])
+    if len(names) != 1:
+        raise ModelAnalyzerError(f"profile_models names {len(names)} models; the course runs one at a time.",
+                                 fix="Name one model folder of model_repository under profile_models.")
+    return str(names[0])
+
+
+def complete_config(text: str, workdir: str | Path) -> Path:
+    """Model Analyzer's config file from the learner's YAML `text` (model_repository, triton_launch_mode,
+    the search, constraints, profile_models, ...): the learner's keys as written, plus MACHINE_KEYS for this
+    machine. model_repository becomes a served copy of the learner's repository (the embedded server's python
+    backend runs model.onnx through the course's runner). Written to workdir/config.yaml; returns its path."""
+    try:
+        learner = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ModelAnalyzerError("The config is not valid YAML.", triton_said=str(exc),
+                                 fix="Indent with spaces; write `key: value` pairs.") from None
+    if not isinstance(learner, dict):
+        raise ModelAnalyzerError("The config must be a YAML mapping of Model Analyzer's keys.",
+                                 fix="Start from the lesson's config.")
+    for key in ("model_repository", "profile_models"):
+        if key not in learner:
+            raise ModelAnalyzerError(f"The config has no {key}: Model Analyzer needs it.",
+                                     fix="Add it, as in the lesson's config.")
+    mode = learner.get("triton_launch_mode", "local")
+    if mode != "local":
+        raise ModelAnalyzerError(f"triton_launch_mode is {mode!r}: here Model Analyzer must start the embedded "
+                                 "tritonserver itself.", fix="Write triton_launch_mode: local.")
+    clash = [k for k in learner if k in MACHINE_KEYS]
+    if clash:
+        raise ModelAnalyzerError(f"{', '.join(clash)} depend(s) on this machine: the course writes them.",
+                                 fix="Leave them out of your config.")
+    model = _profiled_model(learner["profile_models"])
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    repository = Path(learner["model_repository"])
+    served, _notes = served_copy(repository, EmbeddedServer().backends, workdir / "served_repository")
+    machine = profile_config(served, workdir, model=model, search={})
+    config = {**learner, "model_repository": str(served), **{k: machine[k] for k in MACHINE_KEYS}}
+    return write_config(config, workdir / CONFIG_FILE)
+
+
+def command_line(config_path: str | Path) -> str:
+    """The command `run_profile` runs, as the learner would type it."""
+    return f"model-analyzer profile -f {config_path}"
+
+
 def profile(repository: str | Path, workdir: str | Path, *, model: str = MODEL_NAME, search: dict | None = None,
             p99_budget_ms: float | None = None, deadline_s: float = DEFAULT_DEADLINE_S, stream: bool = True,
             extra: dict | None = None) -> Profile:
@@ -289,13 +348,26 @@ def profile(repository: str | Path, workdir: str | Path, *, model: str = MODEL_N
     if p99_budget_ms is not None:
         config["constraints"] = {"perf_latency_p99": {"max": p99_budget_ms}}
     config.update(extra or {})
+    path = write_config(config, workdir / "model_analyzer.yaml")
+    return run_profile(path, deadline_s=deadline_s, stream=stream, repository=repository)
+
+
+def run_profile(config_path: str | Path, *, deadline_s: float = DEFAULT_DEADLINE_S, stream: bool = True,
+                repository: str | Path | None = None) -> Profile:
+    """Run `model-analyzer profile -f config_path` (a complete config: `complete_config` or `profile` writes
+    one) and read its results. `repository` is the learner's own, named in errors instead of the served copy."""
+    config_path = Path(config_path).resolve()
+    config = yaml.safe_load(config_path.read_text())
+    workdir = config_path.parent
+    served = Path(config["model_repository"])
+    repository = Path(repository) if repository is not None else served
+    model = _profiled_model(config["profile_models"])
     for folder in ("export", "checkpoints"):  # a fresh run: no checkpoint from an earlier one is reused
         shutil.rmtree(workdir / folder, ignore_errors=True)
-    result = Profile(config_path=write_config(config, workdir / "model_analyzer.yaml"),
-                     export_path=Path(config["export_path"]),
+    result = Profile(config_path=config_path, export_path=Path(config["export_path"]),
                      output_repository=Path(config["output_model_repository_path"]),
                      log_path=workdir / "model_analyzer.log")
-    args = [sys.executable, "-I", "-c", _GUARD, str(os.getpid()), *command(), "profile", "-f", str(result.config_path)]
+    args = [sys.executable, "-I", "-c", _GUARD, str(os.getpid()), *command(), "profile", "-f", str(config_path)]
     started = time.monotonic()
     with open(result.log_path, "wb") as log:
         guard = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -318,7 +390,7 @@ def profile(repository: str | Path, workdir: str | Path, *, model: str = MODEL_N
                                      f"deadline_s. Its log: {result.log_path}")
     if code != 0 or not result.results_csv.exists():
         # Its messages name the served copy: show the learner's own repository instead.
-        raise _failure(log_text.replace(str(served), str(Path(repository).resolve())), code, repository, model,
+        raise _failure(log_text.replace(str(served), str(repository.resolve())), code, repository, model,
                        result.log_path)
     result.rows = read_results(result.results_csv, result.output_repository)
     return result

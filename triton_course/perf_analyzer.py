@@ -13,9 +13,11 @@ Two builds run on the machines the course supports:
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -53,9 +55,13 @@ class DownloadError(PerfAnalyzerError, errors.DownloadError):
     source = errors.DownloadError.source
 
 
+UNSTABLE = "Failed to obtain stable measurement"  # what perf_analyzer prints (exit code 2) when no windows agree
+
+
 @dataclass
 class Measurement:
-    """One line of perf_analyzer's CSV report (its latencies are in microseconds)."""
+    """One line of perf_analyzer's CSV report (its latencies are in microseconds). A point perf_analyzer could
+    not stabilise has `stable` False, no figures (NaN) and, in `said`, perf_analyzer's own words."""
 
     concurrency: int
     throughput: float
@@ -68,16 +74,28 @@ class Measurement:
     label: str = "perf_analyzer"
     report_csv: str = field(default="", repr=False)  # the -f file, as written
     output: str = field(default="", repr=False)  # what perf_analyzer printed
+    rate: float | None = None  # requests per second, for a --request-rate-range (open loop) report
+    stable: bool = True
+    said: str = ""  # perf_analyzer's words when it could not stabilise
+    command: str = field(default="", repr=False)  # the command line that measured it
 
     @property
     def load(self) -> str:
-        return f"c={self.concurrency}"
+        return f"{self.rate:g}/s" if self.rate else f"c={self.concurrency}"
+
+    @classmethod
+    def unstable(cls, said: str, *, concurrency: int = 0, rate: float | None = None, label: str = "perf_analyzer",
+                 output: str = "", command: str = "") -> Measurement:
+        """A point perf_analyzer gave up on: no figures, its own words kept."""
+        nan = math.nan
+        return cls(concurrency, nan, nan, nan, nan, nan, nan, nan, label=label, output=output, rate=rate,
+                   stable=False, said=said, command=command)
 
     def row(self) -> dict:
         return {"config": self.label, "load": self.load, "infer/s": round(self.throughput, 1),
                 "p50 ms": round(self.p50_ms, 1), "p90 ms": round(self.p90_ms, 1), "p95 ms": round(self.p95_ms, 1),
                 "p99 ms": round(self.p99_ms, 1), "queue ms": round(self.queue_ms, 2),
-                "compute ms": round(self.compute_ms, 2)}
+                "compute ms": round(self.compute_ms, 2), "stable": self.stable}
 
 
 def install_dir(prefix: str | Path | None = None) -> Path:
@@ -235,20 +253,37 @@ def command(model: str = MODEL_NAME, url: str = "127.0.0.1:8001", *, protocol: s
 
 
 def parse_csv(text: str, label: str = "perf_analyzer") -> list[Measurement]:
-    """perf_analyzer's `-f` report: one Measurement per concurrency line."""
+    """perf_analyzer's `-f` report: one Measurement per concurrency (or request rate) line."""
     rows = list(csv.DictReader(line for line in text.splitlines() if line.strip()))
-    if rows and "Concurrency" not in rows[0]:
+    if rows and "Concurrency" not in rows[0] and "Request Rate" not in rows[0]:
         raise ValueError(f"not a perf_analyzer concurrency report (columns: {', '.join(rows[0])})")
 
     def ms(row, key):
         return float(row.get(key) or "nan") / 1000
 
     return [Measurement(
-        concurrency=int(row["Concurrency"]), throughput=float(row["Inferences/Second"]),
+        concurrency=int(row.get("Concurrency") or 0), throughput=float(row["Inferences/Second"]),
         p50_ms=ms(row, "p50 latency"), p90_ms=ms(row, "p90 latency"), p95_ms=ms(row, "p95 latency"),
         p99_ms=ms(row, "p99 latency"), queue_ms=ms(row, "Server Queue"),
         compute_ms=sum(ms(row, k) for k in ("Server Compute Input", "Server Compute Infer", "Server Compute Output")),
-        label=label) for row in rows]
+        label=label, rate=float(row["Request Rate"]) if row.get("Request Rate") else None) for row in rows]
+
+
+def _flag_value(args: list[str], *names: str) -> str | None:
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def unstable_words(output: str) -> str:
+    """perf_analyzer's own sentence when it gave up ("Failed to obtain stable measurement within 8
+    measurement windows for concurrency 4. Please try to increase the --measurement-interval."), or ""."""
+    lines = [line.strip() for line in output.splitlines() if UNSTABLE in line]
+    return max(lines, key=len) if lines else ""
 
 
 # perf_analyzer's memory can grow with every request at a high rate until the kernel kills it: on the H200, Perf
@@ -268,37 +303,61 @@ def _killed_message(signal_number: int) -> str:
     return f"perf_analyzer was killed by {name} before it finished."
 
 
-def measure(url: str, *, model: str = MODEL_NAME, protocol: str = "grpc", concurrency: int = 1, batch_size: int = 1,
-            label: str = "perf_analyzer", timeout: float = 300, **kwargs) -> Measurement:
-    """Run perf_analyzer once and return its measurement; a PerfAnalyzerError quotes it when it fails."""
+def run(command_line: str | list[str], *, cwd: str | Path | None = None, label: str = "perf_analyzer",
+        timeout: float = 300) -> Measurement:
+    """Run a perf_analyzer command line as written (a string, or a list of its words; the first word,
+    `perf_analyzer`, is the course's Perf Analyzer) and read the CSV it wrote with `-f` (relative to `cwd`).
+    A point perf_analyzer could not stabilise comes back with `stable` False and its words in `said`, not as
+    an error; any other failure raises a PerfAnalyzerError that quotes it. The command must write a
+    single-point report (one concurrency or one request rate)."""
+    args = shlex.split(command_line) if isinstance(command_line, str) else [str(a) for a in command_line]
+    shown = " ".join(args)
     binary = find_binary()
     if binary is None:
         raise PerfAnalyzerError("perf_analyzer cannot run here.", fix=unavailable_reason() or "")
+    written = _flag_value(args, "-f")
+    if written is None:
+        raise PerfAnalyzerError("the command writes no CSV report.", fix="Add -f perf.csv to the command: " + shown)
+    report = Path(cwd or ".") / written
+    report.unlink(missing_ok=True)
+    try:
+        done = subprocess.run([str(binary), *args[1:]], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        raise PerfAnalyzerError(f"perf_analyzer did not finish within {timeout:.0f} s.",
+                                fix="Lower --measurement-interval or check that the server answers.") from exc
+    if done.returncode < 0:  # a signal, not perf_analyzer's own verdict: it could not say why
+        raise PerfAnalyzerError(_killed_message(-done.returncode),
+                                triton_said="\n".join((done.stderr or done.stdout).strip().splitlines()[-5:]),
+                                fix=KILLED_FIX + " The command was: " + shown)
+    said = unstable_words(done.stderr + "\n" + done.stdout)
+    if done.returncode != 0 and said:
+        start = lambda flag: (_flag_value(args, flag) or "0").split(":")[0]  # noqa: E731
+        rate = float(start("--request-rate-range")) or None
+        return Measurement.unstable(said, concurrency=int(start("--concurrency-range")) or (0 if rate else 1),
+                                    rate=rate, label=label, output=done.stdout, command=shown)
+    if done.returncode != 0 or not report.exists():
+        lines = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise PerfAnalyzerError(f"perf_analyzer failed (exit {done.returncode}).", triton_said="\n".join(lines),
+                                fix="Read its message above; the command was: " + shown)
+    text = report.read_text()
+    rows = parse_csv(text, label)
+    if not rows:
+        raise PerfAnalyzerError("perf_analyzer wrote an empty report.", triton_said=done.stdout.strip()[-500:],
+                                fix="Run the command by hand to see why: " + shown)
+    measurement = rows[0]
+    measurement.report_csv, measurement.output, measurement.command = text, done.stdout, shown
+    return measurement
+
+
+def measure(url: str, *, model: str = MODEL_NAME, protocol: str = "grpc", concurrency: int = 1, batch_size: int = 1,
+            label: str = "perf_analyzer", timeout: float = 300, **kwargs) -> Measurement:
+    """Run perf_analyzer once (`command`'s line, with a temporary CSV file) and return its measurement. When
+    its windows never agreed, the measurement comes back with `stable` False and perf_analyzer's words in
+    `said` (no figures); other failures raise a PerfAnalyzerError that quotes it."""
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "perf.csv"
         args = command(model, url, protocol=protocol, concurrency=concurrency, batch_size=batch_size,
-                       csv_path=report, binary=binary, **kwargs)
-        try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise PerfAnalyzerError(f"perf_analyzer did not finish within {timeout:.0f} s.",
-                              fix="Lower --measurement-interval or check that the server answers.") from exc
-        if done.returncode < 0:  # a signal, not perf_analyzer's own verdict: it could not say why
-            raise PerfAnalyzerError(_killed_message(-done.returncode),
-                                    triton_said="\n".join((done.stderr or done.stdout).strip().splitlines()[-5:]),
-                                    fix=KILLED_FIX + " The command was: " + " ".join(args))
-        if done.returncode != 0 or not report.exists():
-            said = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise PerfAnalyzerError(f"perf_analyzer failed (exit {done.returncode}).", triton_said="\n".join(said),
-                              fix="Read its message above; the command was: " + " ".join(args))
-        text = report.read_text()
-        rows = parse_csv(text, label)
-        if not rows:
-            raise PerfAnalyzerError("perf_analyzer wrote an empty report.", triton_said=done.stdout.strip()[-500:],
-                                    fix="Run the command by hand to see why: " + " ".join(args))
-        measurement = rows[0]
-        measurement.report_csv, measurement.output = text, done.stdout
-        return measurement
+                       csv_path=Path(tmp) / "perf.csv", binary=find_binary() or "perf_analyzer", **kwargs)
+        return run(args, label=label, timeout=timeout)
 
 
 def agreement(course, perf) -> dict:
@@ -393,24 +452,22 @@ def side_by_side(url: str, inputs: np.ndarray, *, protocol: str = "grpc", concur
         served, children = _served(url, model, protocol), resource.getrusage(resource.RUSAGE_CHILDREN)
         settings = dict(model=model, protocol=protocol, concurrency=concurrency, batch_size=len(inputs), shape=shape,
                         measurement_ms=int(window_s * 1000))
-        try:
-            perf.append(measure(url, **settings))
-        except PerfAnalyzerError as exc:
-            if "stable measurement" not in exc.triton_said:
-                raise
+        perf.append(measure(url, **settings))
+        if not perf[-1].stable:
             # On a busy machine three windows may not agree within 10 % (the load generator then reports its
             # last windows as unstable): measure again, accepting 25 %, and say so.
-            perf.append(measure(url, **settings, stability_percent=LOOSE_STABILITY_PERCENT))
+            perf[-1] = measure(url, **settings, stability_percent=LOOSE_STABILITY_PERCENT)
             perf[-1].label = f"perf_analyzer (stable within {LOOSE_STABILITY_PERCENT} %)"
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu["perf_analyzer"][0] += (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
         cpu["perf_analyzer"][1] += _served(url, model, protocol) - served
     # The server's compute time per request during each tool's runs: when it differs, the server itself ran at
     # another speed (the machine was busier during one tool's turn), whatever the clients did.
+    measured = [m for m in perf if m.stable] or perf  # a point perf_analyzer gave up on has no figures
     compute = (float(np.median([r.server.get("compute_ms", float("nan")) for r in course]))
-               / float(np.median([m.compute_ms for m in perf])))
-    return {"protocol": protocol, **agreement(course, perf), "server compute ratio": round(compute, 3),
-            "stable": all(r.stable for r in course) and all(m.label == "perf_analyzer" for m in perf),
+               / float(np.median([m.compute_ms for m in measured])))
+    return {"protocol": protocol, **agreement(course, measured), "server compute ratio": round(compute, 3),
+            "stable": all(r.stable for r in course) and all(m.label == "perf_analyzer" and m.stable for m in perf),
             **{f"{tool} CPU ms/req": round(seconds * 1000 / max(requests, 1), 2)
                for tool, (seconds, requests) in cpu.items()},
             "_measurements": (course, perf)}

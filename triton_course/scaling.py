@@ -260,8 +260,13 @@ def added_latency(balancer: Balancer, server, inputs: np.ndarray, *, rate: float
         for _ in range(repeats):
             for side, (_, grpc_address) in sides.items():
                 # up to 30 windows: on a busy machine three that agree within 20 % can take more than 10
-                perf[side].append(perf_analyzer.measure(grpc_address, model=balancer.model, label=side,
-                                                        measurement_ms=2000, stability_percent=20, max_trials=30))
+                measured_point = perf_analyzer.measure(grpc_address, model=balancer.model, label=side,
+                                                       measurement_ms=2000, stability_percent=20, max_trials=30)
+                if not measured_point.stable:  # no figures to compare: say so rather than print NaN
+                    raise perf_analyzer.PerfAnalyzerError(
+                        f"perf_analyzer could not measure the {side} path within 30 windows.",
+                        triton_said=measured_point.said, fix="Run it again on a quieter machine.")
+                perf[side].append(measured_point)
                 bar.update()
     finally:
         bar.close()

@@ -106,9 +106,14 @@ def check_summary(summarize, result: Result) -> Verdict:
 
 
 def best_under_budget(results: list[Result], p99_budget_ms: float) -> Result | None:
-    """The course's answer: the most throughput among error-free results whose p99 is within the budget."""
-    fitting = [r for r in results if r.errors == 0 and r.percentile(99) <= p99_budget_ms]
+    """The course's answer: the most throughput among stable, error-free results whose p99 is within the budget.
+    A point whose windows never agreed (`stable` False) measured nothing one can promise: it is left out."""
+    fitting = [r for r in results if r.stable and r.errors == 0 and r.percentile(99) <= p99_budget_ms]
     return max(fitting, key=lambda r: r.throughput, default=None)
+
+
+LONGER_WINDOWS = ("measure again with longer windows (loadgen.sweep(..., window_s=1.0, max_windows=8)) until the "
+                  "points you choose among say stable=True")
 
 
 def _describe(r) -> str:
@@ -143,6 +148,8 @@ def _budget_cases(results: list[Result]) -> list[tuple[str, list[Result], float]
                    for r in results]
     cases.append(("a budget above every p99, when the best point had 3 failed requests", with_errors,
                   p99s[-1] * 2))
+    shaky = [dataclasses.replace(r, stable=False) if r is best else r for r in results]
+    cases.append(("a budget above every p99, when the best point was marked unstable", shaky, p99s[-1] * 2))
     return cases
 
 
@@ -179,15 +186,32 @@ def check_choice(choose, results: list[Result]) -> Verdict:
         elif got.errors:
             problems = [f"{where}, you chose {_describe(got)}, which had {got.errors} failed requests: a point "
                         "with errors does not meet any budget."]
+        elif not got.stable:
+            problems = [f"{where}, you chose {_describe(got)}, which was marked UNSTABLE (stable=False: its "
+                        "measurement windows never agreed within 10 %, so its p99 is not a figure you can promise). "
+                        "Choose only among stable points; when none is stable, " + LONGER_WINDOWS + "."]
         elif expected is None:
             problems = [f"{where}, nothing fits, so the answer is None; you returned {_describe(got)}."]
         else:
             problems = [f"{where}, you chose {_describe(got)}; {_describe(expected)} also fits and gives more "
                         f"throughput{at_budget}."]
-        return failed(exercise, *problems, hint="Keep the results without errors whose percentile(99) <= budget; of "
-                      "those return the one with the largest throughput; None when none is left.")
+        return failed(exercise, *problems, hint="Keep the stable results (r.stable) without errors whose "
+                      "percentile(99) <= budget; of those return the one with the largest throughput; None when none "
+                      "is left.")
     return passed(exercise, f"your choice matches the course's on all {len(cases)} budgets, derived from this lab's "
                   "measurement and from a worked example.")
+
+
+def stability_note(results: list[Result]) -> str:
+    """One line on the lab's own measurement: which points were marked unstable (left out of every choice), and
+    what to do when all of them were."""
+    unstable = [r.load for r in results if not r.stable]
+    if not unstable:
+        return "Every point was stable: each can be chosen."
+    if len(unstable) == len(results):
+        return (f"Every point of this measurement was marked unstable ({', '.join(unstable)}), so no budget can be "
+                f"met on it: {LONGER_WINDOWS}, then choose again.")
+    return f"{', '.join(unstable)} marked unstable: shown in the table, left out of every choice."
 
 
 # --- Exercise 3: a perf_analyzer command line, run against the lab's server -------------------------------
@@ -235,8 +259,10 @@ def _failure_problems(args, said, model, grpc_address, http_address) -> tuple[li
                 f"address {grpc_address} ({quote})."], "Pass the function's grpc_address argument after -u."
     if "stable measurement" in said:
         return ["perf_analyzer could not get three measurement windows that agree within its stability "
-                f"percentage ({quote}): the machine was busy."], \
-            "Run the check again; if it keeps failing, make the windows longer (--measurement-interval 2000)."
+                f"percentage ({quote}): the machine was busy, so this point is UNSTABLE and its figures mean "
+                "nothing."], \
+            ("Give it longer windows and a looser rule: --measurement-interval 2000 --stability-percentage 25 "
+             "--max-trials 8, then run the check again.")
     return [f"perf_analyzer stopped with an error: {quote}"], "Read its message; run the command in a terminal."
 
 

@@ -178,3 +178,131 @@ def check_frontier(my_frontier, rows: list) -> Verdict:
                       hint="Sort by p99; walking up, keep a row only when its throughput beats every row kept "
                            "before it.")
     return passed(exercise, "your frontier has the same points as the course's, on this lab's measurements.")
+
+
+# --- the config as YAML text (exercise 1) -----------------------------------------------------------
+
+PROFILED_MODEL, SHAPE = "efficientnet_lite0", "input:3,224,224"
+
+
+def check_config(text, model_repository) -> Verdict:
+    """Exercise 1: Model Analyzer's config as YAML text: the lab's `model_repository`, `triton_launch_mode: local`,
+    the search space of WANTED (as `check_search` reads it), and `profile_models` naming the course model with
+    `cpu_only: true` and the perf_analyzer flag `shape`. Each key is read with Model Analyzer's own validator."""
+    import yaml
+
+    exercise = "Exercise 1 (Model Analyzer's config)"
+    if not isinstance(text, str):
+        return failed(exercise, f"Write the config as YAML text (a string), not {type(text).__name__}.")
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return failed(exercise, "The text is not valid YAML.", triton_said=str(exc),
+                      hint="One `key: value` a line; nested keys indented with spaces under their parent.")
+    if not isinstance(config, dict):
+        return failed(exercise, "The config must be a YAML mapping of Model Analyzer's keys (`key: value` lines).")
+    for key, value in config.items():
+        said = _model_analyzer_says(str(key), value)
+        if said:
+            indent = (f" {key} is the model: indent it under profile_models, and its settings under it."
+                      if key == PROFILED_MODEL else "")
+            return failed(exercise, f"Model Analyzer refuses the key {key!r}.{indent}", f"Model Analyzer said: {said}",
+                          hint="Its keys are listed in Model Analyzer's docs/config.md, spelt with underscores.")
+    problems = []
+    if "model_repository" not in config:
+        problems.append("model_repository is missing: Model Analyzer needs the repository whose model it profiles.")
+    elif str(config["model_repository"]).rstrip("/") != str(model_repository).rstrip("/"):
+        problems.append(f"model_repository is {config['model_repository']!r}; the lab's repository is "
+                        f"{str(model_repository)!r}.")
+    mode = config.get("triton_launch_mode")
+    if mode != "local":
+        problems.append(f"triton_launch_mode is {mode!r}: write local, so that Model Analyzer starts tritonserver "
+                        "itself (docker needs a Docker engine; remote measures a server you started).")
+    search = {k: v for k, v in config.items() if str(k).startswith("run_config_search_")}
+    searched = check_search(search)
+    if not searched.ok:
+        problems += searched.problems
+    models = config.get("profile_models")
+    if not isinstance(models, dict) or PROFILED_MODEL not in models:
+        problems.append(f"profile_models must name the model {PROFILED_MODEL!r} as a key, with its settings under "
+                        "it (cpu_only, perf_analyzer_flags).")
+    else:
+        settings = models[PROFILED_MODEL] or {}
+        if settings.get("cpu_only") is not True:
+            problems.append(f"cpu_only is {settings.get('cpu_only')!r} for {PROFILED_MODEL}: write cpu_only: true, "
+                            "or Model Analyzer writes GPU instance groups this machine cannot serve.")
+        flags = settings.get("perf_analyzer_flags") or {}
+        if flags.get("shape") != SHAPE:
+            problems.append(f"perf_analyzer_flags has shape {flags.get('shape')!r}: perf_analyzer must be told "
+                            f"the input's shape without the batch dimension, {SHAPE}.")
+    if problems:
+        return failed(exercise, *problems, hint="Start from lesson 7b's config and change the search keys.")
+    return passed(exercise, f"Model Analyzer accepts every key; it will start tritonserver itself and profile "
+                  f"{PROFILED_MODEL} on the CPU: {_configurations(search)} configurations (the model's own "
+                  f"included), each at {search['run_config_search_max_concurrency'].bit_length()} concurrencies.")
+
+
+# --- a perf_analyzer command line (exercise 3 here, and lab 08) --------------------------------------
+
+def _perf_tokens(command) -> list[str] | None:
+    import shlex
+
+    if isinstance(command, str):
+        return shlex.split(command.replace("\\\n", " "))
+    if isinstance(command, (list, tuple)) and all(isinstance(t, str) for t in command):
+        return list(command)
+    return None
+
+
+def _perf_flags(tokens: list[str]) -> dict[str, str | None]:
+    """perf_analyzer's flags as {name: value}: `-m x`, `--flag x` and `--flag=x` alike."""
+    flags: dict[str, str | None] = {}
+    i = 1
+    while i < len(tokens):
+        token = tokens[i]
+        if token.startswith("-"):
+            name, eq, value = token.lstrip("-").partition("=")
+            if not eq and i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
+                value, i = tokens[i + 1], i + 1
+            flags[name] = value if (eq or value) else None
+        i += 1
+    return flags
+
+
+LONG_NAMES = {"m": "model-name", "u": "url", "i": "protocol", "f": "latency-report-file", "b": "batch-size",
+              "p": "measurement-interval", "s": "stability-percentage"}
+
+
+def check_perf_analyzer_command(command, *, model: str, url: str, concurrency: int, exercise: str,
+                                shape: str = SHAPE) -> Verdict:
+    """A perf_analyzer command line that measures `model` at `url` over gRPC with `concurrency` clients, the
+    input `shape`, and a CSV report (-f) the lab reads. Names each flag that is missing or wrong."""
+    tokens = _perf_tokens(command)
+    if not tokens:
+        return failed(exercise, "Write the command as one string, e.g. \"perf_analyzer -m MODEL -u HOST:PORT ...\".")
+    if not tokens[0].endswith("perf_analyzer"):
+        return failed(exercise, f"The command starts with {tokens[0]!r}; it starts with perf_analyzer.")
+    flags = {LONG_NAMES.get(k, k): v for k, v in _perf_flags(tokens).items()}
+    problems = []
+    if flags.get("model-name") != model:
+        problems.append(f"-m is {flags.get('model-name')!r}; the model to measure is {model!r}.")
+    if flags.get("url") != url:
+        problems.append(f"-u is {flags.get('url')!r}; the server's gRPC address is {url} (host:port, no http://).")
+    if flags.get("protocol") != "grpc":
+        problems.append(f"-i is {flags.get('protocol')!r}: write -i grpc (perf_analyzer speaks HTTP unless told), "
+                        "to match the gRPC address.")
+    wanted = f"{concurrency}:{concurrency}"
+    got = flags.get("concurrency-range")
+    if got is None:
+        problems.append(f"--concurrency-range is missing: perf_analyzer then measures 1 client; write {wanted}.")
+    elif got not in (wanted, str(concurrency), f"{concurrency}:{concurrency}:1"):
+        problems.append(f"--concurrency-range is {got!r}; the exercise asks for {concurrency} clients only: {wanted}.")
+    if flags.get("shape") != shape:
+        problems.append(f"--shape is {flags.get('shape')!r}: the input has a variable batch dimension, so "
+                        f"perf_analyzer needs the rest of its shape: --shape {shape}.")
+    if not flags.get("latency-report-file"):
+        problems.append("-f is missing: it writes the CSV report the next cell reads.")
+    if problems:
+        return failed(exercise, *problems, hint="perf_analyzer --help lists every flag; lesson 7 explains the report.")
+    return passed(exercise, f"perf_analyzer will measure {model} at {url} over gRPC with {concurrency} clients and "
+                  f"write its report to {flags['latency-report-file']}.")

@@ -208,3 +208,15 @@ def check_ort_tensorrt(answer) -> Verdict:
                            "compare its text with yours.")
     return passed(exercise, "Triton's schema reads a TensorRT FP16 accelerator with a profile for batch 1 to 8, "
                   "GPU instances and warm-up of batch 1 and 8.")
+
+
+PERF_CONCURRENCY = 2  # exercise 3
+
+
+def check_perf_command(command, server, model: str = GRAPH_MODEL) -> Verdict:
+    """Exercise 3: the perf_analyzer command line that measures `model` on the lab's server over gRPC with
+    PERF_CONCURRENCY clients (flags named one by one, as lab 07b's exercise 3 does)."""
+    from .lab07b import check_perf_analyzer_command
+
+    return check_perf_analyzer_command(command, model=model, url=server.grpc_address, concurrency=PERF_CONCURRENCY,
+                                       exercise="Exercise 3 (the perf_analyzer command)")
