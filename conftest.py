@@ -10,7 +10,8 @@ themselves: they measure speed (perf_analyzer, Model Analyzer, the lessons' load
 happened within a time window (a stream cancelled mid-way, a queue-time reading, a failover). Run beside a
 second worker they failed: perf_analyzer found no three stable windows (lesson and lab 07), lesson 15's
 stream ended before its cancel, lab 11's check saw another mistake first. Lab 14's check kills a server under
-load and times HAProxy's reaction, so it runs alone too.
+load and times HAProxy's reaction, so it runs alone too; lab 10's rollback under traffic once lost a request
+("Stub process ... is not healthy") beside a second worker.
 
 (xdist's own `--dist loadgroup` would read xdist_group marks, but it renames test ids in a way pytest 9
 no longer sees: the unit is chosen here from the test id instead.)
@@ -26,10 +27,12 @@ ALONE = {
     "notebooks/11_monitoring.ipynb", "notebooks/14_scaling.ipynb", "notebooks/15_streaming.ipynb",
     "labs/solutions/05_dynamic_batching.ipynb", "labs/solutions/06_instance_groups.ipynb",
     "labs/solutions/07_benchmarking.ipynb", "labs/solutions/07b_model_analyzer.ipynb",
-    "labs/solutions/11_monitoring.ipynb", "labs/solutions/14_scaling.ipynb", "labs/solutions/15_streaming.ipynb",
+    "labs/solutions/10_model_management.ipynb", "labs/solutions/11_monitoring.ipynb", "labs/solutions/14_scaling.ipynb",
+    "labs/solutions/15_streaming.ipynb",
     "tests/test_scaling.py", "tests/test_model_analyzer.py", "tests/test_loadgen.py", "tests/test_perf_analyzer.py",
     "tests/test_tuning_and_explorers.py", "tests/test_monitoring.py", "tests/test_streaming.py",
-    "tests/test_lab05.py", "tests/test_lab06.py", "tests/test_lab07.py", "tests/test_lab11.py", "tests/test_lab14.py",
+    "tests/test_lab05.py", "tests/test_lab06.py", "tests/test_lab07.py", "tests/test_lab10.py", "tests/test_lab11.py",
+    "tests/test_lab14.py",
     "tests/test_lab15.py",
 }
 STUDENT_COPY_RUN = re.compile(r"test_student_copy_runs_up_to_its_first_exercise\[(.+)\]")

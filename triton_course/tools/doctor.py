@@ -333,7 +333,7 @@ USED_BY = {
     "gpu": r"KIND_GPU|gpus=|served_vs_ceiling",
     "local tritonserver": r'runtime="local"|LocalServer',
     "tensorrt": r"\btensorrt\b",
-    "perf_analyzer": r"perf_analyzer\.|scaling\.added_latency",  # lesson 14 measures HAProxy with it
+    "perf_analyzer": r"perf_analyzer[.\s]|scaling\.added_latency",  # commands, module; 14: HAProxy
     "prometheus": r"[Pp]rometheus",
 }
 
