@@ -210,7 +210,9 @@ def diagnose() -> tuple[str, str, str] | None:
         if done is not None and re.search(r"Perf Analyzer Version", done.stdout + done.stderr):
             return None
         said = (done.stderr if done is not None else "").strip()
-        last = said.splitlines()[-1][:200] if said else "no output"
+        last = said.splitlines()[-1] if said else "no output"
+        if len(last) > 200:  # the loader names the program's path first: keep its words, the end of the line
+            last = "..." + last[-197:]
         missing = re.search(r"(lib[\w.+-]+\.so[\w.]*): cannot open shared object file", said)
         if missing:
             library = missing.group(1)
