@@ -271,7 +271,8 @@ def parse_csv(text: str, label: str = "perf_analyzer") -> list[Measurement]:
         label=label, rate=float(row["Request Rate"]) if row.get("Request Rate") else None) for row in rows]
 
 
-def _flag_value(args: list[str], *names: str) -> str | None:
+def flag_value(args: list[str], *names: str) -> str | None:
+    """The value given to a flag in a command line's words: `-f X`, `--flag X` or `--flag=X`; None when absent."""
     for i, arg in enumerate(args):
         for name in names:
             if arg == name and i + 1 < len(args):
@@ -317,7 +318,7 @@ def run(command_line: str | list[str], *, cwd: str | Path | None = None, label: 
     binary = find_binary()
     if binary is None:
         raise PerfAnalyzerError("perf_analyzer cannot run here.", fix=unavailable_reason() or "")
-    written = _flag_value(args, "-f")
+    written = flag_value(args, "-f")
     if written is None:
         raise PerfAnalyzerError("the command writes no CSV report.", fix="Add -f perf.csv to the command: " + shown)
     report = Path(cwd or ".") / written
@@ -333,7 +334,7 @@ def run(command_line: str | list[str], *, cwd: str | Path | None = None, label: 
                                 fix=KILLED_FIX + " The command was: " + shown)
     said = unstable_words(done.stderr + "\n" + done.stdout)
     if done.returncode != 0 and said:
-        start = lambda flag: (_flag_value(args, flag) or "0").split(":")[0]  # noqa: E731
+        start = lambda flag: (flag_value(args, flag) or "0").split(":")[0]  # noqa: E731
         rate = float(start("--request-rate-range")) or None
         return Measurement.unstable(said, concurrency=int(start("--concurrency-range")) or (0 if rate else 1),
                                     rate=rate, label=label, output=done.stdout, command=shown)

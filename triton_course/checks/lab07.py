@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..loadgen import Result
+from ..perf_analyzer import flag_value as _flag  # one reader of a command line's flags
 from . import Verdict, failed, passed
 
 KEYS = ("p50_ms", "p99_ms", "throughput")
@@ -218,17 +219,6 @@ def stability_note(results: list[Result]) -> str:
 
 PERF_CONCURRENCY = 2
 PERF_TIMEOUT_S = 120
-
-
-def _flag(args: list[str], *names: str) -> str | None:
-    """The value given to a flag, written `-f X`, `--flag X` or `--flag=X`; None when absent."""
-    for i, arg in enumerate(args):
-        for name in names:
-            if arg == name and i + 1 < len(args):
-                return args[i + 1]
-            if name.startswith("--") and arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-    return None
 
 
 def _quote(said: str) -> str:
