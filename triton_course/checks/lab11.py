@@ -160,9 +160,13 @@ def check_average_queue_ms(average_queue_ms, server) -> Verdict:
          "That mixes every model on the server: filter both counters on the model label."),
         (queue_us / 1000, "That is the total queue time since the start, not an average per request."),
     ]
-    for value, why in candidates:
-        if value is not None and _close(answer, value, rel=0.02, abs_=1e-6):
-            return failed(exercise, said, why)
+    # Two mistakes can land on the same number (a quiet window in microseconds next to a busy past in ms):
+    # name every one that matches rather than guess.
+    matching = [why for value, why in candidates if value is not None and _close(answer, value, rel=0.02, abs_=1e-6)]
+    if len(matching) > 1:
+        matching = ["Your number fits more than one mistake; one of these:", *matching]
+    if matching:
+        return failed(exercise, said, *matching)
     return failed(exercise, said, hint="(queue_us after - before) / (successful requests after - before) / 1000, "
                                        "both counters filtered on model.")
 
