@@ -20,7 +20,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from .. import perf_analyzer, streaming
+    from .. import llm, perf_analyzer, streaming
     from .prepare import prepare
 
     repository = prepare(force=args.force)
@@ -30,6 +30,11 @@ def cmd_prepare(args) -> int:
         print(f"Lesson 15's language model ready: {weights}")
     except streaming.DownloadError as exc:
         print(f"Lesson 15's language model was not fetched (the lesson fetches it on first use).\n{exc}",
+              file=sys.stderr)
+    try:  # lesson 16's language model: downloaded and converted to FP32 once (about a minute on 2 cores)
+        print(f"Lesson 16's language model ready: {llm.ensure_weights()}")
+    except llm.DownloadError as exc:
+        print(f"Lesson 16's language model was not fetched (the lesson fetches it on first use).\n{exc}",
               file=sys.stderr)
     try:
         perf_analyzer.install(force=args.force)
