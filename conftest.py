@@ -25,6 +25,7 @@ ALONE = {
     "notebooks/05_dynamic_batching.ipynb", "notebooks/06_instance_groups.ipynb",
     "notebooks/07_benchmarking.ipynb", "notebooks/07b_model_analyzer.ipynb", "notebooks/08_tensorrt.ipynb",
     "notebooks/11_monitoring.ipynb", "notebooks/14_scaling.ipynb", "notebooks/15_streaming.ipynb",
+    "notebooks/16_language_model.ipynb",
     "labs/solutions/05_dynamic_batching.ipynb", "labs/solutions/06_instance_groups.ipynb",
     "labs/solutions/07_benchmarking.ipynb", "labs/solutions/07b_model_analyzer.ipynb",
     "labs/solutions/10_model_management.ipynb", "labs/solutions/11_monitoring.ipynb", "labs/solutions/14_scaling.ipynb",

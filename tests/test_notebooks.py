@@ -52,7 +52,8 @@ def test_lessons_are_numbered_in_sequence():
 
 # The course's core lessons are taught by writing Triton, not by watching helpers (issue #31): each has
 # config.pbtxt text the learner edits, a tritonclient request in a cell, and a literal perf_analyzer command.
-HANDS_ON = ["05_dynamic_batching", "06_instance_groups", "07_benchmarking", "07b_model_analyzer", "08_tensorrt"]
+HANDS_ON = ["05_dynamic_batching", "06_instance_groups", "07_benchmarking", "07b_model_analyzer", "08_tensorrt",
+            "16_language_model"]
 STRING_LITERAL = re.compile(r'(?s)("""|\'\'\')(?P<text>.*?)\1')
 TRITONCLIENT_CALL = re.compile(r"\bInferInput\(.*?\b(infer|async_infer|async_stream_infer)\(", re.S)
 PERF_ANALYZER_LINE = re.compile(r"perf_analyzer\s[^\n]*-m\s")

@@ -82,7 +82,7 @@ def test_a_missing_library_is_named_with_the_command_that_installs_it(installed,
     assert "cannot open shared object file" in what  # the loader's own words
     assert fix.startswith("pip install nvidia-cuda-runtime-cu12==12.9.79")
     check = doctor.check_perf_analyzer()
-    assert not check.ok and not check.required and check.lessons == "05-07, 07b, 08, 14"
+    assert not check.ok and not check.required and check.lessons == "05-07, 07b, 08, 14, 16"
     assert "libcudart.so.12" in check.detail and "nvidia-cuda-runtime-cu12" in check.fix
     with pytest.raises(perf_analyzer.PerfAnalyzerError) as err:
         perf_analyzer.measure("127.0.0.1:8001")
