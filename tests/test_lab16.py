@@ -126,14 +126,14 @@ def test_right_loop_passes(server):
 
 @pytest.mark.parametrize("loop, words", [
     (no_final_flag, "no final flag"),
-    # a send after the cancel raises, or (if the python backend lets it through) the loop draws every piece
-    (ignores_cancel, ("your loop went on sending", "still drew all")),
+    # the python backend accepts sends on a cancelled request: the loop draws every piece for nobody
+    (ignores_cancel, "still drew all 24 pieces"),
     (wrong_output_name, "no response held text_output"),
     (whole_answer_once, "One response held the whole answer"),
 ])
 def test_token_loop_mistakes(server, loop, words):
     verdict = lab16.check_token_loop(loop, server)
-    assert not verdict.ok and any(w in str(verdict) for w in ((words,) if isinstance(words, str) else words)), verdict
+    assert not verdict.ok and words in str(verdict), verdict
 
 
 def raises_midway(sender, pieces, pb_utils):

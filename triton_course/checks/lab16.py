@@ -262,12 +262,6 @@ def check_token_loop(token_loop, server) -> Verdict:
     if not entry:
         return failed(exercise, "After the client cancelled, your loop did not return within 30 s.",
                       hint="Check sender.is_cancelled() before sending each piece, and break when it is true.")
-    if entry["raised"]:
-        return failed(exercise, "The client cancelled after 2 pieces; your loop went on sending, and the send "
-                                "raised (the request was closed by the cancellation):",
-                      triton_said=entry["raised"], said_by="the python backend",
-                      hint="for piece in pieces: if sender.is_cancelled(): break ... (then still send the final "
-                           "flag).")
     if entry["drawn"] >= LOOP_MAX_TOKENS:
         return failed(exercise, f"The client cancelled after 2 pieces, and your loop still drew all "
                                 f"{entry['drawn']} pieces: the model went on generating for nobody.",
