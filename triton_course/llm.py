@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -73,9 +75,9 @@ def _convert(folder: Path, gguf: str, out: Path) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF reader draws its own bar (272 lines in a log)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    with contextlib.redirect_stderr(io.StringIO()):  # transformers' GGUF reader draws its own progress bars
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
     config = model.config
     del config.quantization_config  # transformers refuses to save a model it still calls GGUF-quantized
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
