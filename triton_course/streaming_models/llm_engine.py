@@ -81,11 +81,9 @@ class Sequence:
 
 
 class Engine:
-    def __init__(self, folder: str, device: str = "cpu", threads: int | None = None):
+    def __init__(self, folder: str, device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if threads:
-            torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(self.device).eval()

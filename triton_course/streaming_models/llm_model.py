@@ -68,11 +68,9 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.inflight = bool(config.get("sequence_batching", {}).get("iterative_sequence"))
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         device = "cuda" if args["model_instance_kind"] == "GPU" else "cpu"
         here = os.path.join(args["model_repository"], args["model_version"])
-        self.engine = Engine(os.path.join(here, params.get("weights", "weights")), device,
-                             threads=int(params["threads"]) if params.get("threads") else None)
+        self.engine = Engine(os.path.join(here, "weights"), device)  # weights: a link to the converted folder
         self.active = {}  # in-flight mode: correlation id -> Request, kept across reschedules
         self.logger = pb_utils.Logger
 
