@@ -70,21 +70,30 @@ def ensure_weights(quiet: bool = False) -> Path:
 
 
 def _convert(folder: Path, gguf: str, out: Path) -> None:
+    """The GGUF file as a plain FP32 transformers folder. transformers' own `from_pretrained(gguf_file=...)` needs
+    `accelerate`, which needs torch >= 2.6 and would pull a second PyTorch onto a pod whose own is older; its GGUF
+    reader alone (`load_gguf_checkpoint`, on the `gguf` package) needs neither."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    hf_logging.disable_progress_bar()
-    with contextlib.redirect_stderr(io.StringIO()):  # transformers' GGUF reader draws its own progress bars
+    with contextlib.redirect_stderr(io.StringIO()):  # the GGUF reader draws its own progress bars
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
-    config = model.config
-    del config.quantization_config  # transformers refuses to save a model it still calls GGUF-quantized
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict())
-    plain.save_pretrained(out)
+        config = AutoConfig.from_pretrained(folder, gguf_file=gguf)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        tensors = load_gguf_checkpoint(str(folder / gguf), return_tensors=True, model_to_load=model,
+                                       torch_dtype=torch.float32)["tensors"]
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"{gguf}: weights missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
+    model.tie_weights()
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tokenizer.eos_token = END_OF_TURN  # the GGUF metadata names <|im_start|>; the model ends turns with this
-    tokenizer.save_pretrained(out)
+    with contextlib.redirect_stderr(io.StringIO()):
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
 
 
 def tokenizer():
