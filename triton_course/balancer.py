@@ -231,10 +231,6 @@ class Balancer(SupervisedProcess):
     def config_path(self) -> Path:
         return self.workdir / "haproxy.cfg"
 
-    @property
-    def socket_path(self) -> Path:
-        return self.workdir / SOCKET_NAME
-
     def config(self) -> str:
         """The config HAProxy runs (ports are picked at start() unless given)."""
         ports = self.ports or {k: v or 0 for k, v in self.requested_ports.items()}
@@ -321,13 +317,19 @@ class Balancer(SupervisedProcess):
     # --- the runtime API (HAProxy's admin socket) ------------------------------------------------
     def command(self, line: str) -> str:
         """Send one runtime API command and return HAProxy's answer."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(str(self.socket_path))
-            s.sendall(line.encode() + b"\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
+        # A Unix socket's path may hold at most 107 bytes, and the work folder sits under the cache, which can be
+        # deeper than that: reach the socket through a descriptor of its folder instead (/proc/self/fd/N/...).
+        folder = os.open(self.workdir, os.O_PATH)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(f"/proc/self/fd/{folder}/{SOCKET_NAME}")
+                s.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := s.recv(65536):
+                    chunks.append(chunk)
+        finally:
+            os.close(folder)
         return b"".join(chunks).decode(errors="replace")
 
     def states(self) -> list[ServerState]:
