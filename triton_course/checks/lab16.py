@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import re
 import textwrap
 import threading
@@ -19,6 +18,7 @@ from .. import clients, llm
 from ..errors import CourseError, InferenceError
 from ..streaming import stream
 from . import Verdict, failed, passed
+from .lab15 import answer_source
 
 MODEL, LOOP_MODEL = "smollm2", "token_loop"
 # Exercise 1: each question with the stop string the client must send.
@@ -150,19 +150,12 @@ def check_client(ask, server) -> Verdict:
 
 # --- Exercise 2: the model's token loop ------------------------------------------------------------
 
-def _source(function) -> str:
-    source = textwrap.dedent(inspect.getsource(function))
-    if function.__name__ != "token_loop":
-        source += f"\n\ntoken_loop = {function.__name__}\n"
-    return "import numpy as np\n\n\n" + source
-
-
 def serve_loop(server, token_loop) -> None:
     version = Path(server.repository) / LOOP_MODEL / "1"
     version.mkdir(parents=True, exist_ok=True)
     (version / "model.py").write_text(llm.model_source("lab16_model.py"))
     (version / "llm_engine.py").write_text(llm.model_source("llm_engine.py"))
-    (version / "answer.py").write_text(_source(token_loop))
+    (version / "answer.py").write_text(answer_source(token_loop, "token_loop"))
     link = version / "weights"
     if not link.is_symlink():
         link.symlink_to(llm.ensure_weights(), target_is_directory=True)
