@@ -9,6 +9,7 @@ reports it, with Triton's defaults filled in.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from ..clients import infer_inputs
@@ -101,6 +102,17 @@ def burst(server, model: str, inputs: dict, requests: int = 16, clients: int = 8
     for t in threads:
         t.join(120)
     return errors
+
+
+def read_until(read, done, timeout: float = 2.0):
+    """`read()` again until `done(value)` holds or `timeout` seconds pass; the last value. Triton counts a request
+    in its statistics a moment after the client has the answer: a count read at once can miss the last ones."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
 
 
 def statistics(server, model: str) -> dict:

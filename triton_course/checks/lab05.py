@@ -14,7 +14,7 @@ from ..errors import suggest_fix
 from ..loadgen import statistics_totals
 from ..photos import photo, preprocess
 from . import Verdict, failed, passed
-from ._serving import burst, executions_by_batch_size, learner_config, load_answer, statistics
+from ._serving import burst, executions_by_batch_size, learner_config, load_answer, read_until, statistics
 
 MODEL = "batched"  # the model folder exercise 1 writes config.pbtxt into
 MAX_BATCH = 8
@@ -164,7 +164,7 @@ def check_client_loop(server, fn, model: str = MODEL) -> Verdict:
                             "an InferInput named 'input' of shape [1, 3, 224, 224], FP32."
                             if "ailed to connect" in said or "UNAVAILABLE" in said or "http" in said.lower()
                             else suggest_fix(said)))
-    after = _counts(server, model)
+    after = read_until(lambda: _counts(server, model), lambda now: now["success"] - before["success"] >= expected)
     sent = after["success"] - before["success"]
     batches = {size: n - before["batches"].get(size, 0) for size, n in after["batches"].items()
                if n > before["batches"].get(size, 0)}

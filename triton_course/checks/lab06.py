@@ -16,7 +16,7 @@ from ..model_config import ModelConfig, ModelInstanceGroup, parse_config, to_tex
 from ..photos import photo, preprocess
 from ..tuning import model_processes
 from . import Verdict, failed, passed
-from ._serving import learner_config, load_answer
+from ._serving import learner_config, load_answer, read_until
 
 MODEL = "two_copies"
 THREAD_PARAMETER = "intra_op_thread_count"  # the onnxruntime backend's own name
@@ -207,7 +207,7 @@ def check_client(server, send) -> Verdict:
         return failed(exercise, f"Your function raised {type(exc).__name__}: {exc}",
                       hint="Run it by hand with send(server.grpc_address, [1.0, 2.0]) and read the traceback.")
     elapsed = time.perf_counter() - start
-    received = _served_requests(server) - before
+    received = read_until(lambda: _served_requests(server) - before, lambda n: n >= len(values))
     problems = []
     try:
         answers = [list(map(float, a)) for a in answers]
