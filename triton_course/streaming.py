@@ -35,7 +35,7 @@ from .artifact import INPUT_NAME, labels, onnx_path, reference_config
 from .clients import infer_inputs  # its home is clients; lesson 15 takes it from here
 from .errors import DownloadError, InferenceError
 from .model_config import ModelConfig, build_config, mc, tensor
-from .paths import MODEL_NAME, cache_dir
+from .paths import MODEL_NAME, downloads_dir
 from .repository import add_model, write_config, write_file
 
 TEXTGEN, SMOOTHER = "textgen", "smoother"
@@ -49,12 +49,12 @@ FINAL = "triton_final_response"  # the response parameter that marks the last re
 def charrnn_files(folder: str | Path | None = None) -> tuple[Path, Path]:
     """(charrnn.npz, charrnn_vocab.json): textgenrnn's pretrained weights converted for charrnn.py.
     The first call downloads the textgenrnn sdist with pip (about 1.7 MB, no dependencies installed)."""
-    folder = Path(folder or cache_dir() / f"textgenrnn-{TEXTGENRNN_VERSION}")
+    folder = Path(folder or downloads_dir() / f"textgenrnn-{TEXTGENRNN_VERSION}")
     weights, vocab = folder / "charrnn.npz", folder / "charrnn_vocab.json"
     if weights.exists() and vocab.exists():
         return weights, vocab
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
         done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
                                f"textgenrnn=={TEXTGENRNN_VERSION}", "-d", tmp], capture_output=True, text=True)
         archives = list(Path(tmp).glob(f"textgenrnn-{TEXTGENRNN_VERSION}.tar.gz"))
