@@ -18,6 +18,7 @@ from triton_course import InferenceError, ModelLoadError, PortInUseError, Server
 from triton_course.inference import classify, infer
 from triton_course.photos import photo, preprocess
 from triton_course.runtimes import EmbeddedServer
+from triton_course.runtimes.base import SHM_FOLDER
 
 pytestmark = pytest.mark.server
 
@@ -222,6 +223,22 @@ def test_no_orphans_when_the_owner_exits_without_stopping(reference_repo, wait_u
     owner, family = _owner_and_server(reference_repo, "exit")
     assert owner.wait(timeout=60) == 0
     assert wait_until_gone(family, 5) == set()
+
+
+def test_a_crash_leaves_no_shared_memory_behind_after_stop(reference_repo):
+    """The python backend's shared-memory regions (in /dev/shm, that is memory) outlive a tritonserver killed with
+    -9; the course names them after the server and removes them at stop."""
+    srv = start_server(reference_repo)
+    try:
+        assert classify([photo("coffee")], srv.http_url, k=1)[0][0][0] == "espresso"
+        regions = sorted(SHM_FOLDER.glob(f"{srv.shm_prefix}*"))
+        assert regions, "the python backend's regions are named after the server"
+        os.kill(srv.process.pid, signal.SIGKILL)
+        srv.process.wait()
+        assert all(region.exists() for region in regions)  # what a crash leaves
+    finally:
+        srv.stop()
+    assert not list(SHM_FOLDER.glob(f"{srv.shm_prefix}*"))
 
 
 def test_exposed_server_keeps_metrics_on_loopback(reference_repo):

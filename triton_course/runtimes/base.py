@@ -46,6 +46,10 @@ RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"  # the APIs tha
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # gRPC clients send the header under this prefix
 LOG_DAYS_KEPT = 7
 SERVED_FOLDER = "served"  # under the cache: the served copies of repositories (reaper.py names it too)
+# The python backend's shared-memory regions of a course server are named `SHM_PREFIX<serial>_<uuid>` in /dev/shm.
+# Triton removes them when it exits cleanly; after a crash (kill -9) they stay, in memory, until someone removes them.
+SHM_PREFIX = "triton_course_"
+SHM_FOLDER = Path("/dev/shm")
 _COUNTER = itertools.count(1)
 
 
@@ -133,6 +137,7 @@ class TritonServer:
         self._launched = False
         self.adapted = False
         self._reaper: subprocess.Popen | None = None
+        self.shm_prefix = ""  # set at each start: see SHM_PREFIX
         self.served_repository: Path | None = None
         # With a key, the model-repository and shared-memory APIs answer only requests that carry it
         # in the ADMIN_HEADER header; the course's own calls send it.
@@ -268,6 +273,7 @@ class TritonServer:
             self._choose_ports()
             serial = f"{self.runtime}-{os.getpid()}-{next(_COUNTER)}"
             self.log_path = logs / f"{serial}.log"
+            self.shm_prefix = f"{SHM_PREFIX}{serial}_"
             _RUNNING.add(self)
             try:
                 self.served_repository, self.notes = served_copy(
@@ -436,11 +442,17 @@ class TritonServer:
             triton_said="\n".join(errors[-5:]) or self.log_tail(8),
             fix="Read Triton's message above; `triton-course doctor` checks what the server needs.")
 
+    def python_shm_args(self) -> list[str]:
+        """Names the python backend's shared-memory regions after this server (Triton's default prefix is
+        `triton_python_backend_shm_region_`), so that stop() finds the ones a crash left behind."""
+        return [f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}"]
+
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server (and everything it started); safe to call twice."""
         if self._launched:
             self._launched = False
             self._terminate(timeout)
+            _remove_shm_regions(self.shm_prefix)
         if self._owns_served_copy:
             shutil.rmtree(self.served_repository, ignore_errors=True)
         _RUNNING.discard(self)
@@ -576,13 +588,24 @@ class TritonServer:
             client.close()
 
 
+def _remove_shm_regions(prefix: str) -> None:
+    """The python backend's shared-memory regions named with `prefix`, which a server that crashed left."""
+    if prefix:
+        for region in SHM_FOLDER.glob(f"{prefix}*"):
+            region.unlink(missing_ok=True)
+
+
 def _remove_stale_files() -> None:
-    """Served copies left by interpreters that died (their pid is in the folder's name), and
+    """Served copies and shared-memory regions left by interpreters that died (their pid is in the names), and
     server logs older than LOG_DAYS_KEPT days."""
     for folder in (cache_dir() / SERVED_FOLDER).glob("*-*-*"):
         pid = folder.name.split("-")[1]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
+    for region in SHM_FOLDER.glob(f"{SHM_PREFIX}*-*-*"):
+        pid = region.name.removeprefix(SHM_PREFIX).split("-")[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            region.unlink(missing_ok=True)
     cutoff = time.time() - LOG_DAYS_KEPT * 86400
     for log in (cache_dir() / "logs").glob("*.log"):
         try:

@@ -144,7 +144,8 @@ class EmbeddedServer(TritonServer):
     def backend_args(self) -> list[str]:
         # The wheel's response-cache implementation (local), for models with response_cache enabled.
         caches = self.installation.binary.parent.parent / "caches"
-        return [f"--backend-directory={self.backend_directory()}", f"--cache-directory={caches}"]
+        return [f"--backend-directory={self.backend_directory()}", f"--cache-directory={caches}",
+                *self.python_shm_args()]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

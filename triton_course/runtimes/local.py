@@ -61,4 +61,5 @@ class LocalServer(TritonServer):
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     def backend_args(self) -> list[str]:
-        return [f"--backend-directory={self.backend_dir()}"] if self.backend_dir().is_dir() else []
+        folder = [f"--backend-directory={self.backend_dir()}"] if self.backend_dir().is_dir() else []
+        return folder + self.python_shm_args()
