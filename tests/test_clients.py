@@ -3,6 +3,7 @@ tensors from NumPy in every datatype the course sends, and Triton's statistics s
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -13,7 +14,14 @@ import tritonclient.http
 
 from triton_course import CourseError, artifact, ensemble, inference, loadgen, repository, start_server
 from triton_course.checks._serving import executions_by_batch_size
-from triton_course.clients import address, client, infer_inputs, requested_outputs, unregister_shared_memory
+from triton_course.clients import (
+    address,
+    client,
+    grpc_retry_channel_args,
+    infer_inputs,
+    requested_outputs,
+    unregister_shared_memory,
+)
 from triton_course.photos import jpeg_bytes, photo, pixels, preprocess
 from triton_course.runtimes import free_port
 
@@ -174,3 +182,16 @@ def test_statistics_are_summed_once_whichever_reader_or_protocol(srv, coffee):
         stats = triton.get_inference_statistics(artifact.PIXELS_MODEL_NAME)
     assert executions_by_batch_size(stats) == loadgen.statistics_totals(stats)["batches"] == after["batches"]
     assert list(after["batches"]) == sorted(after["batches"])
+
+
+def test_the_grpc_retry_policy_names_tritons_infer_method_and_holds_an_image():
+    from tritonclient.grpc import service_pb2
+
+    args = dict(grpc_retry_channel_args())
+    (method_config,) = json.loads(args["grpc.service_config"])["methodConfig"]
+    (name,) = method_config["name"]
+    service = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert (name["service"], name["method"]) == (service.full_name, service.methods_by_name["ModelInfer"].name)
+    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert args["grpc.per_rpc_retry_buffer_size"] > 3 * 224 * 224 * 4  # gRPC's default, 256 KiB, holds no image
+    assert args["grpc.max_receive_message_length"] == -1  # channel_args replaces tritonclient's own limits

@@ -4,6 +4,7 @@ the first three for the lessons."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Iterable
 
@@ -51,6 +52,26 @@ def address(server, protocol: str = "http") -> tuple[str, bool]:
     if not host or any(c.isspace() for c in rest) or not port_ok or (protocol == "grpc" and "/" in rest):
         raise ValueError(f"{server!r} is not a Triton {protocol} address. Give {_FORMS}.")
     return rest, tls
+
+
+def grpc_retry_channel_args(max_attempts: int = 5, request_bytes: int = 16 << 20) -> list[tuple[str, object]]:
+    """gRPC channel arguments that make the client send an inference again when it gets UNAVAILABLE (a server died
+    with the request in flight): gRPC's retry policy, set in the channel's service config. For `channel_args=` of
+    tritonclient.grpc.InferenceServerClient. Safe only for requests that may run twice: stateless inference, not a
+    sequence's step or a decoupled stream.
+    - the policy names Triton's gRPC service and its ModelInfer method (grpc_service.proto, package `inference`);
+    - gRPC resends only what it still buffers: a request larger than the per-call retry buffer (256 KiB by default;
+      one FP32 image is 588 KiB) is never retried, so the buffer is raised to `request_bytes`;
+    - channel_args replaces tritonclient's own channel options, so its message size limits are set again."""
+    service_config = {"methodConfig": [{
+        "name": [{"service": "inference.GRPCInferenceService", "method": "ModelInfer"}],
+        "retryPolicy": {"maxAttempts": max_attempts, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}
+    return [("grpc.enable_retries", 1),
+            ("grpc.service_config", json.dumps(service_config)),
+            ("grpc.per_rpc_retry_buffer_size", request_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", -1)]
 
 
 def client(server, protocol: str = "http", *, timeout: float = DEFAULT_TIMEOUT_S, **options):

@@ -44,6 +44,7 @@ class Result:
     stable: bool = True
     first_error: str = ""
     batch_size: int = 1
+    failed_sent_at: tuple[float, ...] = field(default=(), repr=False)  # time.perf_counter() when each failed one left
 
     @property
     def throughput(self) -> float:
@@ -268,18 +269,20 @@ def _closed_loop_windows(url: str, protocol: str, model: str, recorder: _Recorde
 
 def measure_rate(url: str, inputs: np.ndarray, *, rate: float, seconds: float = 5.0, protocol: str = "http",
                  model: str = MODEL_NAME, label: str = "", max_in_flight: int = 64,
-                 input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME, read_server: bool = True) -> Result:
+                 input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME, read_server: bool = True,
+                 client_options: dict | None = None) -> Result:
     """Open loop: requests leave every 1/rate seconds whatever the server does (up to
     max_in_flight at once; a request that finds them all busy is counted as an error).
     `read_server=False`: leave Triton's statistics unread (through a load balancer, that reading
-    would reach whichever server is next), so the result holds the clients' view alone."""
+    would reach whichever server is next), so the result holds the clients' view alone.
+    `client_options` go to each sending thread's tritonclient client (channel_args=..., say)."""
     recorder = _Recorder()
     slots = threading.Semaphore(max_in_flight)
     local = threading.local()
 
     def fire():
         if not hasattr(local, "triton"):
-            local.triton = client(url, protocol)
+            local.triton = client(url, protocol, **(client_options or {}))
             local.make = _request_maker(protocol, inputs, input_name, output_name)
         try:
             _send(local.triton, local.make, model, recorder)
@@ -313,7 +316,8 @@ def _result(label, records, seconds, server, *, concurrency=None, rate=None, sta
     latencies = np.array([r[1] * 1000 for r in records if not r[2]])
     return Result(label=label, concurrency=concurrency, rate=rate, requests=len(records), errors=len(errors),
                   seconds=seconds, latencies_ms=latencies, server=server, stable=stable,
-                  first_error=errors[0] if errors else "", batch_size=batch_size)
+                  first_error=errors[0] if errors else "", batch_size=batch_size,
+                  failed_sent_at=tuple(r[0] - r[1] for r in records if r[2]))
 
 
 def sweep(url: str, inputs: np.ndarray, concurrencies=(1, 2, 4), progress: str | None = None,

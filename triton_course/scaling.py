@@ -83,10 +83,11 @@ class FaultRun:
 
 
 def load_during(balancer: Balancer, inputs: np.ndarray, action=None, *, at: float = 1.5, rate: float = 20.0,
-                seconds: float = 5.0, protocols=("http", "grpc"), sample_every: float = 0.1) -> FaultRun:
+                seconds: float = 5.0, protocols=("http", "grpc"), sample_every: float = 0.1,
+                grpc_options: dict | None = None) -> FaultRun:
     """An open-loop load of `rate` requests/s per protocol for `seconds` through `balancer`; `action()` runs
     `at` seconds in, in a thread of its own (the load keeps its schedule meanwhile). An exception the action
-    raises is raised here once the load is over."""
+    raises is raised here once the load is over. `grpc_options` go to the gRPC clients (channel_args=...)."""
     results: dict[str, loadgen.Result] = {}
     address = {"http": balancer.http_url, "grpc": balancer.grpc_address}
 
@@ -96,7 +97,8 @@ def load_during(balancer: Balancer, inputs: np.ndarray, action=None, *, at: floa
         try:
             results[protocol] = loadgen.measure_rate(address[protocol], inputs, rate=rate, seconds=seconds,
                                                      protocol=protocol, model=balancer.model, label=protocol,
-                                                     read_server=False)
+                                                     read_server=False,
+                                                     client_options=grpc_options if protocol == "grpc" else None)
         except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
             outcome["error"] = exc
 
@@ -128,6 +130,17 @@ def load_during(balancer: Balancer, inputs: np.ndarray, action=None, *, at: floa
         raise outcome["error"]
     in_order = {p: results[p] for p in protocols}  # the threads finish in any order
     return FaultRun(in_order, samples, action_at, outcome.get("value"), list(balancer.names))
+
+
+def wait_until_serving(balancer: Balancer, server, requests: int = 1, timeout: float = 5.0) -> int:
+    """Wait (at most `timeout` s) until HAProxy counts at least `requests` requests in flight on `server`; the
+    count it saw last. A crash timed by it cuts requests off for certain, where a random moment may find none."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = balancer.state(server).current
+        if current >= requests or time.monotonic() > deadline:
+            return current
+        time.sleep(0.002)
 
 
 def kill_9(balancer: Balancer, server) -> float:
