@@ -184,7 +184,7 @@ def served_vs_ceiling(urls: dict, args, limit_list: list[inprocess.Limit], gpu: 
                                                              shared_memory=True, measurement_ms=3000))}
             rows.append(row)
             print(f"  {model} {m.load}: {m.throughput:8.1f} infer/s, p99 {m.p99_ms:.1f} ms, batches of "
-                  f"{formed:.1f} on average; ceiling at batch {ceiling.batch_size} {precision}: "
+                  f"{formed:.1f} on average; this GPU's ({gpu}) ceiling at batch {ceiling.batch_size} {precision}: "
                   f"{ceiling.throughput:.1f} -> {row['served/ceiling']:.2f}", flush=True)
     print(loadgen.table([{k: v for k, v in r.items() if k != "command"} for r in rows]))
     best = max(rows, key=lambda r: r["served/ceiling"])

@@ -5,7 +5,7 @@ import pytest
 from triton_course.inprocess import GRAPH_FROM_HOST, GRAPH_ON_GPU, Limit, at_formed_batch, served_vs_ceiling
 
 CPU = [Limit("onnxruntime", "CPU", b, rate, 1.0) for b, rate in ((1, 100.0), (4, 150.0), (8, 160.0))]
-GPU = [Limit("pytorch", "cuda", b, rate, 1.0, precision, method)
+GPU = [Limit("pytorch", "cuda", b, rate, 1.0, precision, method, "NVIDIA H200")
        for precision, scale in (("FP32", 1.0), ("FP16", 1.5))
        for method, share in ((GRAPH_ON_GPU, 1.0), (GRAPH_FROM_HOST, 0.5))
        for b, rate in ((1, 1000.0 * scale * share), (8, 6000.0 * scale * share), (32, 11000.0 * scale * share))]
@@ -29,4 +29,4 @@ def test_the_line_says_served_share_batch_and_where_the_ceiling_ran():
     line = served_vs_ceiling("dynamic_batching c=8", 120.0, 5.5, CPU)
     assert line == ("dynamic_batching c=8: served 120 infer/s in batches of 5.5 = 0.75 of the ceiling at batch 8 "
                     "(onnxruntime on the CPU: 160 infer/s)")
-    assert "FP32 CUDA graph on the GPU: 6000 infer/s" in served_vs_ceiling("x", 3000.0, 8.0, GPU)
+    assert "(FP32 CUDA graph on this GPU, NVIDIA H200: 6000 infer/s)" in served_vs_ceiling("x", 3000.0, 8.0, GPU)

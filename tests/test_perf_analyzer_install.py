@@ -56,6 +56,20 @@ def test_a_perf_analyzer_of_its_own_is_kept(installed, tmp_path):
     assert not perf_analyzer.install_dir(tmp_path).exists()
 
 
+def test_the_pip_packages_version_is_read_from_its_metadata(tmp_path):
+    """The perf-analyzer pip package's program says "Perf Analyzer Version 0.0.0" (2.60.0, on the H200 machine):
+    describe() gives the version of the package it came with. A script stands in for that program, which needs
+    glibc 2.38 (this machine has 2.36)."""
+    program = tmp_path / "site-packages" / "perf_analyzer" / "bin" / "perf_analyzer"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\necho 'Perf Analyzer Version 0.0.0' >&2\n")
+    program.chmod(0o755)
+    info = tmp_path / "site-packages" / "perf_analyzer-2.60.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.4\nName: perf_analyzer\nVersion: 2.60.0\n")
+    assert perf_analyzer.describe(program) == f"Perf Analyzer 2.60.0 (from the perf-analyzer pip package): {program}"
+
+
 def test_a_failed_download_quotes_pip(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_NO_INDEX", "1")

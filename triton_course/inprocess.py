@@ -30,11 +30,24 @@ class Limit:
     ms_per_batch: float
     precision: str = "FP32"
     method: str = "eager"  # or GRAPH_FROM_HOST, GRAPH_ON_GPU: see triton_course/runner/torch_graphs.py
+    card: str = ""  # the GPU's name: a ratio to a GPU's ceiling holds for that card only
 
     def describe(self) -> str:
         how = "" if self.device == "CPU" else f" {self.precision} {self.method}"
-        return (f"{self.engine} on {self.device}{how}, batch {self.batch_size:>3}: {self.throughput:9.1f} infer/s "
-                f"({self.ms_per_batch:.2f} ms per batch)")
+        return (f"{self.engine} on {self.card or self.device}{how}, batch {self.batch_size:>3}: "
+                f"{self.throughput:9.1f} infer/s ({self.ms_per_batch:.2f} ms per batch)")
+
+    def where(self) -> str:
+        """Where this ceiling ran, as the served-vs-ceiling lines name it."""
+        if self.device == "CPU":
+            return "onnxruntime on the CPU"
+        return f"{self.precision} CUDA graph on this GPU, {self.card or self.device}"
+
+
+def _card(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else device
 
 
 def _timed(run, batch_size: int, seconds: float, warmup: int, sync=lambda: None) -> tuple[float, float]:
@@ -83,7 +96,7 @@ def torch_limits(model, device: str = "cuda", batch_sizes=(1, 8, 32), seconds: f
                 model(host.to(device)).cpu()
 
         rate, ms = _timed(run, b, seconds, warmup, sync)
-        limits.append(Limit("pytorch", device, b, rate, ms, "FP32", "eager"))
+        limits.append(Limit("pytorch", device, b, rate, ms, "FP32", "eager", _card(device)))
     return limits
 
 
@@ -106,9 +119,9 @@ def graph_limits(torchscript: str | Path, device: str = "cuda", batch_sizes=(1, 
             for b in batch_sizes:
                 x = np.random.default_rng(0).random((b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
                 rate, ms = _timed(lambda b=b, replay=graphed.replay: replay(b), b, seconds, warmup=3)
-                limits.append(Limit("pytorch", device, b, rate, ms, precision, GRAPH_ON_GPU))
+                limits.append(Limit("pytorch", device, b, rate, ms, precision, GRAPH_ON_GPU, _card(device)))
                 rate, ms = _timed(lambda x=x, run=graphed.run: run([[x]]), b, seconds, warmup=3)
-                limits.append(Limit("pytorch", device, b, rate, ms, precision, GRAPH_FROM_HOST))
+                limits.append(Limit("pytorch", device, b, rate, ms, precision, GRAPH_FROM_HOST, _card(device)))
             del graphed
             torch.cuda.empty_cache()
     finally:
@@ -155,9 +168,8 @@ def at_formed_batch(limits: list[Limit], formed: float, precision: str = "FP32")
 def served_vs_ceiling(label: str, served: float, formed: float, limits: list[Limit], precision: str = "FP32") -> str:
     """One line: a served throughput as a share of the ceiling at the batch size Triton formed, same precision."""
     limit = at_formed_batch(limits, formed, precision)
-    where = "onnxruntime on the CPU" if limit.device == "CPU" else f"{precision} CUDA graph on the GPU"
     return (f"{label}: served {served:.0f} infer/s in batches of {formed:.1f} = {served / limit.throughput:.2f} of "
-            f"the ceiling at batch {limit.batch_size} ({where}: {limit.throughput:.0f} infer/s)")
+            f"the ceiling at batch {limit.batch_size} ({limit.where()}: {limit.throughput:.0f} infer/s)")
 
 
 def ceiling_runs(gpu: str | None, batch_sizes=(1, 4, 8), seconds: float = 1.0, repeats: int = 3,
@@ -180,7 +192,7 @@ def served_vs_ceiling_runs(label: str, served: list[float], formed: float, runs:
     from . import verdicts
 
     limits = [at_formed_batch(run, formed, precision) for run in runs]
-    where = "onnxruntime on the CPU" if limits[0].device == "CPU" else f"{precision} CUDA graph on the GPU"
+    where = limits[0].where()
     return verdicts.compare([limit.throughput for limit in limits], served,
                             a_name=f"the model on its own at batch {limits[0].batch_size} ({where})",
                             b_name=f"{label} (batches of {formed:.1f})",

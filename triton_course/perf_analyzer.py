@@ -187,6 +187,15 @@ def find_binary() -> Path | None:
     return next((c for c in _candidates() if _version_of(c) is not None), None)
 
 
+def _pip_package_version(binary: Path) -> str | None:
+    """The version of the perf-analyzer pip package that holds `binary`, from its metadata beside it."""
+    from importlib.metadata import distributions
+
+    site = binary.resolve().parents[2]  # site-packages/perf_analyzer/bin/perf_analyzer
+    return next((d.version for d in distributions(path=[str(site)])
+                 if d.metadata["Name"].lower().replace("_", "-") == "perf-analyzer"), None)
+
+
 def describe(binary: Path | None = None) -> str:
     """Which perf_analyzer runs, for the learner: version, where it came from, its path."""
     binary = binary or find_binary()
@@ -198,6 +207,8 @@ def describe(binary: Path | None = None) -> str:
         origin = f"from the tritonclient {BUNDLED_VERSION} wheel"
     elif binary.resolve().parts[-3:] == ("perf_analyzer", "bin", "perf_analyzer"):  # the pip package's layout
         origin = "from the perf-analyzer pip package"
+        if version == "0.0.0":  # that package's program is built without its version (seen with 2.60.0)
+            version = _pip_package_version(binary) or version
     else:
         origin = "found on this machine"
     return f"Perf Analyzer {version} ({origin}): {binary}"

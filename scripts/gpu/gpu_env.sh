@@ -32,6 +32,7 @@ venv=$PWD/.carry/venv
 # The packed form (scripts/gpu/gpu_wheels.sh: .carry/transfer/N/pack.NN, one transfer each, gathered on the GPU
 # machine into the folder GPU_PACK names): the wheels already installed, Prometheus, HAProxy and the downloads.
 if [ ! -e "$site/.installed" ] && [ -n "${GPU_PACK:-}" ]; then
+    mkdir -p .carry  # absent in a checkout that got only the packs
     cat "$GPU_PACK"/pack.* | xz -d -T0 | tar -x -C .carry
 fi
 if [ ! -e "$site/.installed" ]; then
