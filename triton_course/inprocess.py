@@ -45,9 +45,9 @@ class Limit:
 
 
 def _card(device: str) -> str:
-    import torch
+    from .gpu import torch_device_name  # the course's one GPU probe
 
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else device
+    return (torch_device_name() or device) if device.startswith("cuda") else device
 
 
 def _timed(run, batch_size: int, seconds: float, warmup: int, sync=lambda: None) -> tuple[float, float]:
