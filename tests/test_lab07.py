@@ -145,7 +145,8 @@ def test_unstable_perf_analyzer_run_says_to_lengthen_the_windows():
         ["perf_analyzer", "-m", "m", "-u", "127.0.0.1:1", "-i", "grpc"],
         "Failed to obtain stable measurement within 10 measurement windows for concurrency 2. Please try to "
         "increase the --measurement-interval.", "m", "127.0.0.1:1", "127.0.0.1:2")
-    assert "UNSTABLE" in problems[0] and "Failed to obtain stable measurement" in problems[0]
+    assert "UNSTABLE" in problems[0] and "twice in a row" in problems[0]
+    assert "Failed to obtain stable measurement" in problems[0]
     assert "--measurement-interval 2000 --stability-percentage 25 --max-trials 8" in hint
 
 
@@ -209,6 +210,15 @@ def test_perf_command_failures_quote_perf_analyzer(served, tmp_path):
     for build, messages in cases.items():
         text = str(check(build, served, tmp_path))
         assert text.startswith("NOT YET") and all(m in text for m in messages), (messages, text)
+
+
+def test_a_command_that_never_measures_stably_is_run_twice_then_named(served, tmp_path):
+    """--stability-percentage 0 asks for windows that agree exactly, which never happens: perf_analyzer fails on
+    stability every time. The check runs a command that fails so once more (one busy moment should not fail a
+    right command), then says what happened, quoting perf_analyzer."""
+    text = str(check(changed(**{"--stability-percentage": "0", "--max-trials": "3", "--measurement-interval": "300"}),
+                     served, tmp_path))
+    assert text.startswith("NOT YET") and "twice in a row" in text and "Failed to obtain stable measurement" in text
 
 
 def test_perf_command_runs_that_succeed_but_miss_the_exercise(served, tmp_path):
