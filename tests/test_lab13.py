@@ -136,3 +136,47 @@ def test_find_secret(tmp_path):
 
     verdict = lab13.check_find_secret(sources_too, tmp_path)
     assert verdict.problems[1:] == ["Cell 6 is a cell's source, not its output."]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    from triton_course import tls
+
+    return tls.make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+def right_tls_client(address, certs):
+    return grpcclient.InferenceServerClient(address, ssl=True, root_certificates=str(certs.ca_cert),
+                                            private_key=str(certs.client_key),
+                                            certificate_chain=str(certs.client_cert))
+
+
+@pytest.mark.server
+def test_tls_client_passes(certs):
+    verdict = lab13.check_tls_client(right_tls_client, certs)
+    assert verdict.ok, verdict
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("tls_client, message, quoted", [
+    (lambda address, certs: grpcclient.InferenceServerClient(address),
+     "Your client spoke plain gRPC to a port that speaks TLS", "wrong version number"),
+    (lambda address, certs: grpcclient.InferenceServerClient(address, ssl=True),
+     "could not verify the server's certificate", "CERTIFICATE_VERIFY_FAILED"),
+    (lambda address, certs: grpcclient.InferenceServerClient(address, ssl=True, root_certificates=str(certs.ca_cert)),
+     "showed no certificate", "peer did not return a certificate"),
+], ids=["plain", "no-ca", "no-client-certificate"])
+def test_tls_client_mistakes_are_named_with_who_said_what(certs, tls_client, message, quoted):
+    verdict = lab13.check_tls_client(tls_client, certs)
+    assert not verdict.ok
+    assert message in str(verdict)
+    assert quoted in verdict.triton_said  # the words of the server's log or of the client
+    assert verdict.said_by in (lab13.SERVER_LOG, lab13.CLIENT)
+
+
+@pytest.mark.server
+def test_tls_client_that_returns_nothing_or_raises(certs):
+    verdict = lab13.check_tls_client(lambda address, certs: None, certs)
+    assert "tls_client returned NoneType" in str(verdict)
+    verdict = lab13.check_tls_client(lambda address, certs: 1 / 0, certs)
+    assert "Your function raised ZeroDivisionError" in str(verdict)

@@ -40,6 +40,7 @@ RETRY_ON = "conn-failure empty-response junk-response 503"
 # the second 250 ms later); a live one costs one GET a second.
 HEALTH_CHECK = "inter 1s fastinter 250ms fall 2 rise 2"
 SOCKET_NAME = "admin.sock"  # relative to HAProxy's working folder, so the printed config holds no temp path
+TLS_PEM = "tls.pem"  # the server certificate and key, when HAProxy terminates TLS; in the same folder
 HTTP_BACKEND, GRPC_BACKEND = "triton_http", "triton_grpc"
 
 
@@ -88,10 +89,12 @@ def policy(model: str = MODEL_NAME, *, retry_on: str = RETRY_ON, health_check: s
 
 def config_text(servers, *, model: str = MODEL_NAME, host: str = "127.0.0.1", http_port: int = 8080,
                 grpc_port: int = 8081, stats_port: int = 8404, bufsize: int = BUFSIZE,
-                checks_and_retries: str | None = None) -> str:
+                checks_and_retries: str | None = None, tls: bool = False) -> str:
     """HAProxy's config for `servers` (anything with http_address and grpc_address, such as the course's
     TritonServer objects): one frontend and backend for HTTP, one for gRPC, and a stats page.
-    `checks_and_retries` replaces the lines of `policy(model)` (health check and retries)."""
+    `checks_and_retries` replaces the lines of `policy(model)` (health check and retries). With `tls`, the HTTP
+    and gRPC frontends speak TLS with the certificate in TLS_PEM (HTTPS, and gRPC with ssl=True); HAProxy
+    speaks plain HTTP to Triton on the machine behind it."""
     _require_servers(servers)
     rules = policy(model) if checks_and_retries is None else _indented(checks_and_retries)
     names = server_names(len(servers))
@@ -120,7 +123,7 @@ defaults
 {rules.rstrip()}
 
 frontend triton_http_in
-    bind {host}:{http_port}
+    bind {host}:{http_port}{f" ssl crt {TLS_PEM}" if tls else ""}
     default_backend {HTTP_BACKEND}
 
 backend {HTTP_BACKEND}
@@ -133,9 +136,8 @@ backend {HTTP_BACKEND}
 {http_servers}
 
 frontend triton_grpc_in
-    # gRPC is HTTP/2; without TLS the client speaks it from the first byte (h2c "prior knowledge"):
-    # `proto h2` makes this port speak HTTP/2 only.
-    bind {host}:{grpc_port} proto h2
+{GRPC_TLS_COMMENT if tls else GRPC_PLAIN_COMMENT}
+    bind {host}:{grpc_port}{f" ssl crt {TLS_PEM} alpn h2" if tls else " proto h2"}
     default_backend {GRPC_BACKEND}
 
 backend {GRPC_BACKEND}
@@ -151,6 +153,13 @@ frontend stats
     stats refresh 2s
     http-request use-service prometheus-exporter if {{ path /metrics }}
 """
+
+
+GRPC_PLAIN_COMMENT = """\
+    # gRPC is HTTP/2; without TLS the client speaks it from the first byte (h2c "prior knowledge"):
+    # `proto h2` makes this port speak HTTP/2 only."""
+GRPC_TLS_COMMENT = """\
+    # gRPC is HTTP/2: over TLS, client and HAProxy agree on it in the handshake (ALPN `h2`)."""
 
 
 def _indented(lines: str) -> str:
@@ -189,7 +198,8 @@ class Balancer(SupervisedProcess):
 
     def __init__(self, servers, *, model: str = MODEL_NAME, host: str = "127.0.0.1", http_port: int | None = None,
                  grpc_port: int | None = None, stats_port: int | None = None, bufsize: int = BUFSIZE,
-                 checks_and_retries: str | None = None, expect_up: int | None = None, startup_timeout: float = 30.0):
+                 checks_and_retries: str | None = None, expect_up: int | None = None, startup_timeout: float = 30.0,
+                 tls=None):
         super().__init__()
         self.servers = list(servers)
         _require_servers(self.servers)
@@ -197,7 +207,8 @@ class Balancer(SupervisedProcess):
         self.model, self.host = model, host
         self.requested_ports = {"http": http_port, "grpc": grpc_port, "stats": stats_port}
         self.ports: dict[str, int] = {}
-        self.settings = {"bufsize": bufsize, "checks_and_retries": checks_and_retries}
+        self.settings = {"bufsize": bufsize, "checks_and_retries": checks_and_retries, "tls": tls is not None}
+        self.tls = tls  # a tls.Certificates: HAProxy terminates TLS with its server certificate
         # start() returns once this many servers passed their health check (all of them unless told)
         self.expect_up = len(self.servers) if expect_up is None else expect_up
         self.startup_timeout = startup_timeout
@@ -217,7 +228,7 @@ class Balancer(SupervisedProcess):
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.http_address}"
+        return f"{'https' if self.tls else 'http'}://{self.http_address}"
 
     @property
     def stats_url(self) -> str:
@@ -247,6 +258,10 @@ class Balancer(SupervisedProcess):
         self._choose_ports()
         self._make_workdir()
         self.config_path.write_text(self.config())
+        if self.tls is not None:
+            pem = self.workdir / TLS_PEM
+            pem.write_text(self.tls.server_pem())
+            pem.chmod(0o600)  # it holds the server's private key
         try:
             self._check_config(binary)
             # -db: stay in the foreground, one process, so that stop() and the reaper can end it.

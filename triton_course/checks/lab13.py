@@ -1,15 +1,19 @@
 """Checks for lab 13 (security): the switches that put Triton's restricted APIs behind a key (tried on a
 server started with them), a model reload through gRPC with the key, a command line for the logs with the
-key masked, and a scan of a notebook's outputs for a secret."""
+key masked, a gRPC client for a server that wants mutual TLS (tried against one), and a scan of a notebook's
+outputs for a secret."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import secrets
+import tempfile
+import time
 
 import nbformat
 import requests
+import tritonclient.grpc as grpcclient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from tritonclient.utils import InferenceServerException
 
@@ -20,6 +24,7 @@ from ..inference import infer
 from ..paths import MODEL_NAME
 from ..photos import batch, photo
 from ..runtimes.base import ADMIN_HEADER, GRPC_HEADER_PREFIX
+from ..tls import make_certificates
 from . import Verdict, failed, passed
 
 # What must be refused without the key: (API group, method, path, body).
@@ -172,6 +177,76 @@ def check_safe_command(safe_command, server, key: str | None = None) -> Verdict:
         return failed(exercise, *problems, hint="Replace the key itself with a mask, e.g. arg.replace(key, '***'), "
                                                 "in every argument.")
     return passed(exercise, f"{len(restricted)} restriction switches shown, the key masked.")
+
+
+# What the server's log says about a refused TLS handshake (gRPC's TLS library), and what it means here.
+HANDSHAKE_FAILURES = {
+    "wrong version number": (
+        "Your client spoke plain gRPC to a port that speaks TLS: the server's TLS library read its first bytes "
+        "as a TLS hello of an unknown version, and closed the connection.",
+        "Ask for TLS: InferenceServerClient(grpc_address, ssl=True, ...)."),
+    "peer did not return a certificate": (
+        "Your client spoke TLS but showed no certificate, and this server admits only clients with one signed by "
+        "its CA (mutual TLS).",
+        "Pass the client's key and certificate too: private_key=str(certs.client_key), "
+        "certificate_chain=str(certs.client_cert)."),
+}
+SERVER_LOG = "Triton's log (gRPC's TLS library)"
+CLIENT = "tritonclient (your client)"
+
+
+def _handshake_refusal(server, logged: int) -> str | None:
+    """The server's own line about the last refused handshake after `logged` characters of its log, or None."""
+    time.sleep(0.5)  # the server logs it as it closes the connection
+    lines = [line.split("] ", 1)[-1].strip() for line in server.log_text()[logged:].splitlines()
+             if "Handshake failed" in line]
+    return lines[-1] if lines else None
+
+
+def check_tls_client(tls_client, certs=None) -> Verdict:
+    """Exercise 4: `tls_client(grpc_address, certs)` returns a tritonclient.grpc client that reaches a server
+    started with mutual TLS (`certs.server_args(mutual=True)`). The check makes its own certificates (or uses
+    `certs`), starts that server, calls the learner's function and sends a health request and an inference."""
+    if certs is None:
+        with tempfile.TemporaryDirectory(prefix="lab13-certs-") as folder:
+            return check_tls_client(tls_client, make_certificates(folder))
+    exercise = "Exercise 4 (a client for mutual TLS)"
+    server = make_server(model_control_mode="explicit", load_models=[MODEL_NAME],
+                         extra_args=certs.server_args(mutual=True))
+    with server.start():
+        logged = len(server.log_text())
+        try:
+            client = tls_client(server.grpc_address, certs)
+        except Exception as exc:  # noqa: BLE001 - the learner's code; say what it raised
+            return failed(exercise, f"Your function raised {type(exc).__name__}: {exc}")
+        if not isinstance(client, grpcclient.InferenceServerClient):
+            return failed(exercise, f"tls_client returned {type(client).__name__}; it should return the "
+                                    "tritonclient.grpc InferenceServerClient it made.")
+        try:
+            with client:
+                client.is_server_live(client_timeout=10)
+                image = grpcclient.InferInput("input", [1, 3, 224, 224], "FP32")
+                image.set_data_from_numpy(batch([photo("coffee")]))
+                client.infer(MODEL_NAME, [image], client_timeout=60)
+        except InferenceServerException as exc:
+            said = _handshake_refusal(server, logged)
+            client_said = f"{exc.status()}: {exc.message()}"
+            for words, (what, hint) in HANDSHAKE_FAILURES.items():
+                if said and words in said:
+                    return failed(exercise, what, f"Your client's error: {client_said}", triton_said=said,
+                                  said_by=SERVER_LOG, hint=hint)
+            if "CERTIFICATE_VERIFY_FAILED" in client_said:
+                return failed(exercise, "Your client could not verify the server's certificate: it trusts the "
+                                        "system's CAs, and the lab's CA is not one of them.",
+                              triton_said=client_said, said_by=CLIENT,
+                              hint="Trust the lab's CA: root_certificates=str(certs.ca_cert).")
+            return failed(exercise, "The server refused your client.",
+                          f"The server's log: {said or '(nothing about it)'}", triton_said=client_said,
+                          said_by=CLIENT, hint="InferenceServerClient(grpc_address, ssl=True, root_certificates=..., "
+                                               "private_key=..., certificate_chain=...), each a path from `certs` "
+                                               "as a str.")
+    return passed(exercise, "your client verified the server against the lab's CA, showed its own certificate, "
+                            "and its inference was answered.")
 
 
 def _notebook_with(secret: str):
