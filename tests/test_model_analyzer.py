@@ -135,6 +135,27 @@ def test_a_gpu_machine_without_dcgm_is_named_with_what_installs_it(tmp_path):
     assert "needs NVIDIA DCGM (libdcgm.so), which is not installed here" in str(error)
     assert "DCGM library could not be found" in str(error)  # Model Analyzer's own words
     assert "datacenter-gpu-manager" in str(error) and "-py3-sdk" in str(error)
+    assert "NUMBA_DISABLE_CUDA=1" in str(error)
+
+
+@pytest.mark.parametrize("has_gpu, has_dcgm, expected", [
+    (True, False, {"NUMBA_DISABLE_CUDA": "1"}),  # a typical GPU pod: Model Analyzer must not look for DCGM
+    (True, True, {}),  # DCGM there: Model Analyzer finds the GPUs and records their metrics
+    (False, False, {}),  # no GPU: numba finds none, Model Analyzer never loads DCGM
+])
+def test_model_analyzer_skips_dcgm_only_on_a_gpu_machine_without_it(tmp_path, monkeypatch, has_gpu, has_dcgm,
+                                                                     expected):
+    from triton_course import gpu
+
+    card = gpu.Gpu(0, "NVIDIA H200", "580.159.04", "143771 MiB")
+    monkeypatch.setattr(gpu, "nvidia_smi_gpus", lambda: [card] if has_gpu else [])
+    library = tmp_path / "libdcgm.so.4"
+    if has_dcgm:
+        library.write_bytes(b"")
+    monkeypatch.setattr(model_analyzer, "DCGM_PATHS", (str(library),))
+    assert model_analyzer.environment() == expected
+    line = model_analyzer.command_line(tmp_path / "ma.yaml")
+    assert line.startswith("NUMBA_DISABLE_CUDA=1 model-analyzer profile") == bool(expected)
 
 
 def test_missing_perf_analyzer_says_what_installs_it(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
+import platform
 import re
 import shutil
 import signal
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from . import perf_analyzer
+from . import gpu, perf_analyzer
 from .errors import CourseError
 from .model_config import ModelConfig, copy_config, read_config
 from .paths import MODEL_NAME
@@ -326,9 +327,24 @@ def complete_config(text: str, workdir: str | Path) -> Path:
     return write_config(config, workdir / CONFIG_FILE)
 
 
+# Model Analyzer loads NVIDIA DCGM whenever numba sees a CUDA GPU (model_analyzer/device/gpu_device_factory.py), from
+# one of these paths (model_analyzer/monitor/dcgm/dcgm_structs.py); a pip install brings none, nor does a typical pod.
+DCGM_PATHS = (f"/usr/lib/{platform.machine()}-linux-gnu/libdcgm.so.4", "/usr/lib64/libdcgm.so.4")
+
+
+def environment() -> dict[str, str]:
+    """What Model Analyzer's environment needs beyond this one. On a machine with a GPU but no DCGM:
+    NUMBA_DISABLE_CUDA=1, which hides the GPU from numba, so Model Analyzer skips DCGM and profiles the course's
+    `cpu_only` model on the CPU, without its GPU columns (memory, utilization, power)."""
+    if not gpu.nvidia_smi_gpus() or any(Path(path).is_file() for path in DCGM_PATHS):
+        return {}
+    return {"NUMBA_DISABLE_CUDA": "1"}
+
+
 def command_line(config_path: str | Path) -> str:
     """The command `run_profile` runs, as the learner would type it."""
-    return f"model-analyzer profile -f {config_path}"
+    prefix = "".join(f"{key}={value} " for key, value in environment().items())
+    return f"{prefix}model-analyzer profile -f {config_path}"
 
 
 def profile(repository: str | Path, workdir: str | Path, *, model: str = MODEL_NAME, search: dict | None = None,
@@ -371,7 +387,7 @@ def run_profile(config_path: str | Path, *, deadline_s: float = DEFAULT_DEADLINE
     started = time.monotonic()
     with open(result.log_path, "wb") as log:
         guard = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, cwd=workdir)
+                                 start_new_session=True, cwd=workdir, env={**os.environ, **environment()})
     try:
         code = _follow(guard, result.log_path, started + deadline_s, stream, model)
     finally:
@@ -476,7 +492,9 @@ def _failure(log_text: str, code: int, repository, model: str, log_path: Path) -
         return ModelAnalyzerError("Model Analyzer could not start: this machine has a GPU, and Model Analyzer then "
                                   "needs NVIDIA DCGM (libdcgm.so), which is not installed here.",
                                   triton_said=message,
-                                  fix="Install DCGM (the datacenter-gpu-manager package from NVIDIA's CUDA "
+                                  fix="Start it with NUMBA_DISABLE_CUDA=1 in its environment (it then profiles on "
+                                      "the CPU, without GPU metrics; triton_course.model_analyzer.profile does so), "
+                                      "or install DCGM (the datacenter-gpu-manager package from NVIDIA's CUDA "
                                       "repository), or use Triton's SDK image "
                                       "(nvcr.io/nvidia/tritonserver:<tag>-py3-sdk), which has it.")
     if load_failed:
