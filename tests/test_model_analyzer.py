@@ -4,6 +4,7 @@ shared by the tests, its results read back, the choice under a budget, and the e
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import psutil
@@ -270,3 +271,18 @@ def test_a_config_the_course_cannot_run_says_why(reference_repo, tmp_path, chang
     with pytest.raises(model_analyzer.ModelAnalyzerError) as caught:
         model_analyzer.complete_config(change(LEARNER_YAML.format(repo=reference_repo)), tmp_path / "work")
     assert message in str(caught.value)
+
+
+def test_without_dcgm_the_profiled_copy_is_served_on_the_cpu(tmp_path, monkeypatch):
+    """Model Analyzer's server then sees no GPU (server_local.py passes it the GPUs Model Analyzer found: none), so
+    the copy it serves must not be the PyTorch runner on the GPU."""
+    seen = []
+    monkeypatch.setattr(model_analyzer, "served_copy",
+                        lambda repository, backends, target: (seen.append(os.environ.get("TRITON_COURSE_DEVICE")),
+                                                              (target, []))[1])
+    monkeypatch.delenv("TRITON_COURSE_DEVICE", raising=False)
+    for hidden in ({"NUMBA_DISABLE_CUDA": "1"}, {}):
+        monkeypatch.setattr(model_analyzer, "environment", lambda hidden=hidden: hidden)
+        assert model_analyzer._served_copy(tmp_path, tmp_path) == tmp_path / "served_repository"
+    assert seen == ["cpu", None]
+    assert "TRITON_COURSE_DEVICE" not in os.environ  # put back as it was

@@ -321,7 +321,7 @@ def complete_config(text: str, workdir: str | Path) -> Path:
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     repository = Path(learner["model_repository"])
-    served, _notes = served_copy(repository, EmbeddedServer().backends, workdir / "served_repository")
+    served = _served_copy(repository, workdir)
     machine = profile_config(served, workdir, model=model, search={})
     config = {**learner, "model_repository": str(served), **{k: machine[k] for k in MACHINE_KEYS}}
     return write_config(config, workdir / CONFIG_FILE)
@@ -339,6 +339,23 @@ def environment() -> dict[str, str]:
     if not gpu.nvidia_smi_gpus() or any(Path(path).is_file() for path in DCGM_PATHS):
         return {}
     return {"NUMBA_DISABLE_CUDA": "1"}
+
+
+def _served_copy(repository: str | Path, workdir: Path) -> Path:
+    """The copy of `repository` the embedded server Model Analyzer starts can serve. Where Model Analyzer runs
+    without the GPU (environment()), the server it starts sees none either: the copy then runs on the CPU."""
+    hidden = "NUMBA_DISABLE_CUDA" in environment()
+    before = os.environ.get(gpu.DEVICE_VARIABLE)
+    if hidden:
+        os.environ[gpu.DEVICE_VARIABLE] = "cpu"
+    try:
+        return served_copy(repository, EmbeddedServer().backends, workdir / "served_repository")[0]
+    finally:
+        if hidden:
+            if before is None:
+                os.environ.pop(gpu.DEVICE_VARIABLE, None)
+            else:
+                os.environ[gpu.DEVICE_VARIABLE] = before
 
 
 def command_line(config_path: str | Path) -> str:
@@ -359,7 +376,7 @@ def profile(repository: str | Path, workdir: str | Path, *, model: str = MODEL_N
     when this Python process ends."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    served, _notes = served_copy(repository, EmbeddedServer().backends, workdir / "served_repository")
+    served = _served_copy(repository, workdir)
     config = profile_config(served, workdir, model=model, search=search)
     if p99_budget_ms is not None:
         config["constraints"] = {"perf_latency_p99": {"max": p99_budget_ms}}
