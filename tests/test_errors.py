@@ -54,6 +54,15 @@ def test_fixes_are_specific():
     assert suggest_fix("something nobody has seen").startswith("Read the server log")
     labels = suggest_fix("Internal: failed to open text file for read /r/m/labels.txt: No such file or directory")
     assert "names a file that is not there (/r/m/labels.txt)" in labels
+    # the python backend's words (python_backend src/shm_manager.cc; a stub's import), as lesson 9 shows them
+    shm = suggest_fix("Internal: Unable to initialize shared memory key 'k' to requested size (9 bytes). If you "
+                      "are running Triton inside docker, use '--shm-size' flag ... Error: No space left on device")
+    assert "--shm-size" in shm and "shm-default-byte-size" in shm
+    missing = suggest_fix("Internal: ModuleNotFoundError: No module named 'anyascii'")
+    assert "imports 'anyascii'" in missing and "EXECUTION_ENV_PATH" in missing
+    no_activate = suggest_fix("Internal: Path /r/m/env/bin/activate does not exist. The Python environment should "
+                              "contain an 'activate' script.")
+    assert "bin/activate" in no_activate and "conda-pack" in no_activate
 
 
 def test_model_load_error_lists_every_model():

@@ -37,6 +37,20 @@ _FIXES: list[tuple[re.Pattern[str], str]] = [
      "name (GET /v2/models/{model}/metadata), the value the ensemble's."),
     (re.compile(r"ensemble input '(?P<tensor>[^']+)' for ensemble .* is not used"),
      "No step reads the ensemble input '{tensor}': use it as an input_map value of the first step."),
+    # The python backend's shared memory (python_backend src/shm_manager.cc): a stub's region must fit /dev/shm,
+    # which Docker makes 64 MB unless `docker run --shm-size` says otherwise.
+    (re.compile(r"Unable to initialize shared memory key|Failed to increase the shared memory pool size"),
+     "The python backend's shared memory did not fit in /dev/shm. In a container, give it more "
+     "(docker run --shm-size=1g ...; Docker's default is 64 MB); or run fewer instances of python models; or lower "
+     "--backend-config=python,shm-default-byte-size if you raised it."),
+    (re.compile(r"The Python environment should contain an 'activate' script"),
+     "EXECUTION_ENV_PATH must name a folder with bin/activate (a virtual environment made with the stub's Python "
+     "version, or an unpacked conda environment) or a .tar.gz packed with conda-pack (lesson 9, section 9)."),
+    # A python model imports a package the stub's Python does not have (lesson 9).
+    (re.compile(r"ModuleNotFoundError: No module named '(?P<module>[^']+)'"),
+     "The model imports '{module}', which the Python that runs it does not have. Install it in the server's "
+     "environment, or give the model an environment of its own: parameters {{ key: \"EXECUTION_ENV_PATH\" ... }} "
+     "in its config (lesson 9, section 9)."),
     (re.compile(r"must equal model name"),
      "Make name in config.pbtxt the model folder's name (or leave name out: Triton takes the folder's)."),
     (re.compile(r"an initial batch dimension because max_batch_size > 0"),

@@ -20,7 +20,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from .. import llm, perf_analyzer, streaming
+    from .. import llm, perf_analyzer, python_env, streaming
     from .prepare import prepare
 
     repository = prepare(force=args.force)
@@ -35,6 +35,11 @@ def cmd_prepare(args) -> int:
         print(f"Lesson 16's language model ready: {llm.ensure_weights()}")
     except llm.DownloadError as exc:
         print(f"Lesson 16's language model was not fetched (the lesson fetches it on first use).\n{exc}",
+              file=sys.stderr)
+    try:  # lesson 9's model environment: numpy and anyascii wheels, installed into it at lesson time
+        print(f"Lesson 9's environment wheels ready: {python_env.ensure_wheels()}")
+    except python_env.DownloadError as exc:
+        print(f"Lesson 9's environment wheels were not fetched (the lesson fetches them on first use).\n{exc}",
               file=sys.stderr)
     try:
         perf_analyzer.install(force=args.force)
