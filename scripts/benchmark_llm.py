@@ -19,39 +19,21 @@ import tempfile
 import psutil
 
 from triton_course import gpu, llm, start_server, verdicts
+from triton_course.checks.lab16 import inflight_config
 
 QUESTIONS = ["What is the capital of France?", "Name a fruit.", "What is 2+2?", "Say hello.",
              "What colour is the sky?", "Name a planet.", "Name a colour.", "What is water made of?"]
 
 
 def config(batching: str, max_batch_size: int, kind: str) -> str:
-    """Lesson 16's two configs (the lesson shows their text), with max_batch_size and the instance kind set."""
-    inputs = """backend: "python"
-max_batch_size: %d
-model_transaction_policy { decoupled: true }
-input [
-  { name: "text_input" data_type: TYPE_STRING dims: [ 1 ] },
-  { name: "stream" data_type: TYPE_BOOL dims: [ 1 ] optional: true },
-  { name: "sampling_parameters" data_type: TYPE_STRING dims: [ 1 ] optional: true },
-  { name: "exclude_input_in_output" data_type: TYPE_BOOL dims: [ 1 ] optional: true }
-]
-output [ { name: "text_output" data_type: TYPE_STRING dims: [ -1 ] } ]
-""" % max_batch_size
-    scheduler = {
-        "in-flight": """sequence_batching {
-  iterative_sequence: true
-  control_input [
-    { name: "correlation_id" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] },
-    { name: "start" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] } ] },
-    { name: "end" control [ { kind: CONTROL_SEQUENCE_END fp32_false_true: [ 0, 1 ] } ] }
-  ]
-  oldest { }
-  max_sequence_idle_microseconds: 60000000
-}
-""",
-        "request-level": "dynamic_batching { }\n",
-    }[batching]
-    return inputs + scheduler + f"instance_group [ {{ count: 1 kind: {kind} }} ]\n"
+    """Lesson 16's two configs (the lesson shows their text; lab 16's check serves the in-flight one), with
+    max_batch_size and the instance kind set; request-level swaps the sequence batcher for the dynamic one."""
+    inflight = inflight_config().replace("max_batch_size: 8", f"max_batch_size: {max_batch_size}")
+    inflight = inflight.replace("kind: KIND_CPU", f"kind: {kind}")
+    if batching == "in-flight":
+        return inflight
+    return (inflight[:inflight.index("sequence_batching")] + "dynamic_batching { }\n"
+            + inflight[inflight.index("instance_group"):])
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
@@ -344,18 +345,9 @@ def environment() -> dict[str, str]:
 def _served_copy(repository: str | Path, workdir: Path) -> Path:
     """The copy of `repository` the embedded server Model Analyzer starts can serve. Where Model Analyzer runs
     without the GPU (environment()), the server it starts sees none either: the copy then runs on the CPU."""
-    hidden = "NUMBA_DISABLE_CUDA" in environment()
-    before = os.environ.get(gpu.DEVICE_VARIABLE)
-    if hidden:
-        os.environ[gpu.DEVICE_VARIABLE] = "cpu"
-    try:
+    hidden = {gpu.DEVICE_VARIABLE: "cpu"} if "NUMBA_DISABLE_CUDA" in environment() else {}
+    with mock.patch.dict(os.environ, hidden):  # put back as it was afterwards
         return served_copy(repository, EmbeddedServer().backends, workdir / "served_repository")[0]
-    finally:
-        if hidden:
-            if before is None:
-                os.environ.pop(gpu.DEVICE_VARIABLE, None)
-            else:
-                os.environ[gpu.DEVICE_VARIABLE] = before
 
 
 def command_line(config_path: str | Path) -> str:
